@@ -1,0 +1,202 @@
+"""The exception hierarchy: every user-facing failure says what went wrong and what to do.
+
+    ModelfleetError
+    ├── ConfigError
+    ├── MissingDependencyError
+    ├── InvalidReferenceError
+    ├── SignatureError
+    ├── RegistryError
+    │   ├── ModelNotFoundError
+    │   ├── ArtifactNotFoundError
+    │   ├── ArtifactCorruptedError
+    │   ├── UntrustedArtifactError
+    │   ├── PromotionRefusedError
+    │   └── SchemaVersionError
+    ├── FreezeError
+    │   ├── UnsupportedModelError
+    │   └── VerificationError
+    └── QuantizeError
+        └── AccuracyDropError
+
+Messages are built from structured fields, so callers (the CLI, the HTTP layer) can both
+print them and act on the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class ModelfleetError(Exception):
+    """Root of every error modelfleet raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.hint = hint
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class ConfigError(ModelfleetError):
+    """A setting or configuration file is invalid."""
+
+
+class MissingDependencyError(ModelfleetError):
+    """An optional dependency is needed for this operation but not installed."""
+
+    def __init__(self, package: str, extra: str, *, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package} is not installed (needed to {purpose})",
+            hint=f"run: pip install 'modelfleet[{extra}]'",
+        )
+
+
+class InvalidReferenceError(ModelfleetError):
+    """A model reference could not be parsed."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"invalid model reference {ref!r}: {reason}",
+            hint="use 'name', 'name:3' or 'name@prod'",
+        )
+
+
+class SignatureError(ModelfleetError):
+    """Input data does not match, or cannot describe, a model signature."""
+
+
+class RegistryError(ModelfleetError):
+    """The registry could not complete an operation."""
+
+
+class ModelNotFoundError(RegistryError):
+    """A model name, version or stage does not exist."""
+
+    def __init__(self, ref: str, *, known: str | None = None, hint: str | None = None) -> None:
+        self.ref = ref
+        detail = f" (known: {known})" if known else ""
+        super().__init__(
+            f"model {ref!r} not found{detail}", hint=hint or "run 'modelfleet models' to list them"
+        )
+
+
+class ArtifactNotFoundError(RegistryError):
+    """An artifact recorded in the registry is missing from the artifact store."""
+
+    def __init__(self, uri: str, *, role: str | None = None) -> None:
+        self.uri = uri
+        self.role = role
+        what = f"{role} artifact" if role else "artifact"
+        super().__init__(
+            f"{what} {uri} is missing from the artifact store",
+            hint="check MODELFLEET_ARTIFACTS points at the store the model was registered in",
+        )
+
+
+class ArtifactCorruptedError(RegistryError):
+    """An artifact's bytes no longer match the sha256 recorded for it."""
+
+    def __init__(self, uri: str, *, expected: str, actual: str) -> None:
+        self.uri = uri
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"artifact corrupted: {uri} has sha256 {actual[:12]}…, expected {expected[:12]}…",
+            hint="restore the file from a backup or register the model again",
+        )
+
+
+class UntrustedArtifactError(RegistryError):
+    """Loading the file would execute arbitrary code (pickle) or unknown types."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"refusing to load {path}: {reason}",
+            hint="pass --trust (trust=True) only if you trust whoever made this file",
+        )
+
+
+class PromotionRefusedError(RegistryError):
+    """A stage promotion requirement was not met."""
+
+    def __init__(self, ref: str, stage: str, failures: list[str]) -> None:
+        self.ref = ref
+        self.stage = stage
+        self.failures = failures
+        super().__init__(
+            f"promotion of {ref} to {stage} refused: {'; '.join(failures)}",
+            hint="improve the model or change --require",
+        )
+
+
+class SchemaVersionError(RegistryError):
+    """The registry database was written by a newer modelfleet."""
+
+
+class FreezeError(ModelfleetError):
+    """Converting a model to ONNX failed."""
+
+
+class UnsupportedModelError(FreezeError):
+    """No adapter knows how to freeze this kind of model."""
+
+    def __init__(self, model_type: str, *, hint: str | None = None) -> None:
+        self.model_type = model_type
+        super().__init__(
+            f"cannot freeze a model of type {model_type}",
+            hint=hint
+            or (
+                "supported: scikit-learn estimators and Pipelines, torch.nn.Module, "
+                "onnx.ModelProto; export it to ONNX yourself and register the .onnx file"
+            ),
+        )
+
+
+class VerificationError(FreezeError):
+    """The ONNX graph does not reproduce the source model within tolerance."""
+
+    def __init__(self, figures: Mapping[str, float], limits: Mapping[str, float]) -> None:
+        self.figures = dict(figures)
+        self.limits = dict(limits)
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in figures.items())
+        allowed = ", ".join(f"{k}: {v:g}" for k, v in limits.items())
+        super().__init__(
+            f"ONNX graph differs from the source model: {shown} (allowed {allowed})",
+            hint=(
+                "ONNX tree ensembles compare in float32: train on float32 data "
+                "(X.astype('float32')) so split thresholds survive, or loosen the tolerance "
+                "with --atol/--min-agreement if the difference is expected"
+            ),
+        )
+
+
+class QuantizeError(ModelfleetError):
+    """Quantization could not produce a usable model."""
+
+
+class AccuracyDropError(QuantizeError):
+    """Quantization lost more of the metric than the tolerance allows."""
+
+    def __init__(
+        self,
+        metric: str,
+        before: float,
+        after: float,
+        max_drop: float,
+        variant: str,
+        *,
+        figures: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.metric = metric
+        self.figures = dict(figures or {})
+        self.before = before
+        self.after = after
+        self.max_drop = max_drop
+        super().__init__(
+            f"{variant} quantization dropped {metric} from {before:.4f} to {after:.4f} "
+            f"(drop {before - after:.4f} > allowed {max_drop:.4f}); no version was created",
+            hint="raise --max-drop, use --method static with calibration data, or keep fp32",
+        )
