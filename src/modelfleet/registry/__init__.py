@@ -1,0 +1,40 @@
+"""The model registry: versions, stages and lineage in SQL; artifacts by sha256 via fsspec."""
+
+from __future__ import annotations
+
+from modelfleet.registry.artifacts import ArtifactStore, FsspecArtifactStore, open_artifact_store
+from modelfleet.registry.metadata import MetadataStore, SqlMetadataStore
+from modelfleet.registry.records import (
+    ArtifactRecord,
+    Lineage,
+    ModelSummary,
+    ModelVersion,
+    Role,
+    StageEvent,
+    Task,
+    Variant,
+    VersionDraft,
+)
+from modelfleet.registry.registry import ArtifactPayload, Registry
+from modelfleet.registry.requirements import Requirement, parse_requirements
+
+__all__ = [
+    "ArtifactPayload",
+    "ArtifactRecord",
+    "ArtifactStore",
+    "FsspecArtifactStore",
+    "Lineage",
+    "MetadataStore",
+    "ModelSummary",
+    "ModelVersion",
+    "Registry",
+    "Requirement",
+    "Role",
+    "SqlMetadataStore",
+    "StageEvent",
+    "Task",
+    "Variant",
+    "VersionDraft",
+    "open_artifact_store",
+    "parse_requirements",
+]
