@@ -1,0 +1,7 @@
+"""``python -m modelfleet`` runs the CLI."""
+
+from __future__ import annotations
+
+from modelfleet.cli import run
+
+run()
