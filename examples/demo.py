@@ -1,0 +1,203 @@
+"""modelfleet end to end on one machine: train, register, freeze, quantize, promote, report.
+
+Run it with ``make demo``. It trains two real models on data shipped with scikit-learn:
+
+* ``cancer-gbt``: a tabular pipeline (imputer + HistGradientBoosting) on the breast-cancer set;
+* ``digits-mlp``: a small PyTorch network on the 8x8 digits set.
+
+Each is registered (stored safely, frozen to ONNX and verified against the source), quantized
+to fp16 and int8 where that helps (the tolerance gate refuses the rest), and the best
+version is promoted to qa behind an accuracy requirement. The registry lives in
+``MODELFLEET_HOME`` (default ``.demo/home``, wiped at the start so numbering starts at 1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+import modelfleet as mf
+from modelfleet.config import load_settings
+from modelfleet.datasets import LabeledData
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+
+
+def train_tabular() -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+
+    X, y = load_breast_cancer(return_X_y=True)
+    # float32 from the start: ONNX tree ensembles compare in float32, so the thresholds the
+    # model learns must be float32 values for the frozen graph to agree with it exactly (and
+    # no float64 arithmetic such as a scaler may sit in front of the trees).
+    X = X.astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    model = make_pipeline(
+        SimpleImputer(strategy="median"),
+        HistGradientBoostingClassifier(max_iter=100, random_state=0),
+    ).fit(X_train, y_train)
+    return model, X_train, X_test, y_train, y_test, float(model.score(X_test, y_test))
+
+
+def train_torch() -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    torch.manual_seed(0)
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 10),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    features, labels = torch.from_numpy(X_train), torch.from_numpy(y_train)
+    for _ in range(60):
+        for start in range(0, len(features), 64):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                net(features[start : start + 64]), labels[start : start + 64]
+            )
+            loss.backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
+    return net, X_train, X_test, y_train, y_test, accuracy
+
+
+def quantize_all(ref: str, X_test: np.ndarray, y_test: np.ndarray, settings: Any) -> list[str]:
+    notes = []
+    for variant, method in (("fp16", "dynamic"), ("int8", "dynamic"), ("int8", "static")):
+        label = variant if variant == "fp16" else f"{variant}-{method}"
+        try:
+            child = mf.quantize(
+                ref,
+                to=variant,
+                method=method,
+                eval_data=LabeledData(X_test, y_test),
+                max_drop=0.01,
+                settings=settings,
+            )
+            notes.append(f"{ref} -> {child.ref}: {label} accepted")
+        except mf.QuantizeError as exc:
+            notes.append(f"{ref} {label}: {exc}")
+    return notes
+
+
+def summary(settings: Any) -> Table:
+    table = Table(title="modelfleet demo: registry summary", title_justify="left")
+    for column in (
+        "version",
+        "variant",
+        "parent",
+        "stages",
+        "ONNX size",
+        "accuracy",
+        "ms b1",
+        "ms b64",
+    ):
+        table.add_column(
+            column,
+            justify="right" if column.startswith(("ONNX", "ms", "acc")) else "left",
+            no_wrap=True,
+        )
+    with mf.Registry.open(settings) as reg:
+        for model in reg.models():
+            for v in reg.versions(model.name):
+                record = v.verification or {}
+                latency = record.get("latency") or record.get("latency_after") or {}
+                onnx = v.artifact("onnx")
+                table.add_row(
+                    v.ref,
+                    record.get("quantizer", v.variant.value),
+                    str(v.lineage.parent_version or ""),
+                    ",".join(v.stages),
+                    f"{onnx.size / 1000:.1f} kB" if onnx else "-",
+                    f"{v.metrics.get('accuracy', float('nan')):.4f}",
+                    f"{latency.get('batch_1_ms', 0):.3f}",
+                    f"{latency.get('batch_64_ms', 0):.3f}",
+                )
+    return table
+
+
+def main() -> int:
+    home = Path(os.environ.get("MODELFLEET_HOME", ".demo/home"))
+    shutil.rmtree(home, ignore_errors=True)
+    settings = load_settings(home=home)
+    started = time.monotonic()
+    console.rule("1. train")
+    gbt, Xg_train, Xg_test, _, yg_test, gbt_acc = train_tabular()
+    net, Xn_train, Xn_test, _, yn_test, net_acc = train_torch()
+    console.print(f"cancer-gbt test accuracy {gbt_acc:.4f}; digits-mlp test accuracy {net_acc:.4f}")
+
+    console.rule("2. register (stored safely, frozen to ONNX, verified against the source)")
+    for model, name, X_train, X_test, acc, task in (
+        (gbt, "cancer-gbt", Xg_train, Xg_test, gbt_acc, None),
+        (net, "digits-mlp", Xn_train, Xn_test, net_acc, "classification"),
+    ):
+        version = mf.register(
+            model,
+            name=name,
+            sample_input=X_test[:200],
+            metrics={"accuracy": acc},
+            params={"rows": len(X_train)},
+            tags={"demo": "true"},
+            task=task,
+            training_data=X_train,
+            settings=settings,
+        )
+        record = version.verification or {}
+        console.print(
+            f"{version.ref}: {version.signature.describe()}  verified: max_abs_diff="
+            f"{record['max_abs_diff']:.2e}, label_agreement={record['label_agreement']:.4f}"
+        )
+
+    console.rule("3. quantize (accepted only within 0.01 accuracy of fp32)")
+    for note in quantize_all("cancer-gbt:1", Xg_test, yg_test, settings):
+        console.print(note)
+    for note in quantize_all("digits-mlp:1", Xn_test, yn_test, settings):
+        console.print(note)
+
+    console.rule("4. promote to qa behind a requirement")
+    for name in ("cancer-gbt", "digits-mlp"):
+        with mf.Registry.open(settings) as reg:
+            versions = reg.versions(name)
+        smallest = min(
+            versions, key=lambda v: v.artifact("onnx").size if v.artifact("onnx") else 1 << 60
+        )
+        event = mf.promote(
+            smallest.ref,
+            to="qa",
+            require=["accuracy>=0.9"],
+            reason="demo: smallest graph within tolerance",
+            settings=settings,
+        )
+        console.print(f"{name}@qa -> {name}:{event.version} ({event.reason})")
+
+    console.rule("5. summary")
+    console.print(summary(settings))
+    console.print(f"registry: {home}  (try: modelfleet --home {home} versions digits-mlp)")
+    console.print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
