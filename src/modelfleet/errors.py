@@ -15,8 +15,17 @@
     ├── FreezeError
     │   ├── UnsupportedModelError
     │   └── VerificationError
-    └── QuantizeError
-        └── AccuracyDropError
+    ├── QuantizeError
+    │   └── AccuracyDropError
+    └── ServingError
+        ├── InvalidInputError          400
+        ├── UnknownModelError          404
+        ├── PayloadTooLargeError       413
+        ├── UnauthorizedError          401
+        ├── ForbiddenError             403
+        ├── OverloadedError            503 + Retry-After
+        ├── UnavailableError           503 (starting, draining)
+        └── DeadlineExceededError      504
 
 Messages are built from structured fields, so callers (the CLI, the HTTP layer) can both
 print them and act on the fields.
@@ -199,4 +208,90 @@ class AccuracyDropError(QuantizeError):
             f"{variant} quantization dropped {metric} from {before:.4f} to {after:.4f} "
             f"(drop {before - after:.4f} > allowed {max_drop:.4f}); no version was created",
             hint="raise --max-drop, use --method static with calibration data, or keep fp32",
+        )
+
+
+class ServingError(ModelfleetError):
+    """A request to the model server cannot be answered; ``status`` is its HTTP status."""
+
+    status = 500
+
+
+class InvalidInputError(ServingError):
+    """The request is malformed or does not match the model's signature."""
+
+    status = 400
+
+
+class UnknownModelError(ServingError):
+    """The server does not serve this model or version."""
+
+    status = 404
+
+    def __init__(self, name: str, version: str | None = None, *, served: list[str]) -> None:
+        self.name = name
+        self.version = version
+        what = f"{name} version {version}" if version else name
+        super().__init__(
+            f"model {what!r} is not served here",
+            hint=f"served models: {', '.join(served) or 'none'} (GET /v2/repository/index)",
+        )
+
+
+class PayloadTooLargeError(ServingError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"request body larger than {limit} bytes",
+            hint="send fewer rows per request or raise server.max_body_bytes",
+        )
+
+
+class UnauthorizedError(ServingError):
+    """No valid bearer token was presented."""
+
+    status = 401
+
+
+class ForbiddenError(ServingError):
+    """The token is valid but lacks the scope this endpoint needs."""
+
+    status = 403
+
+
+class OverloadedError(ServingError):
+    """The model's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    status = 503
+
+    def __init__(self, model: str, queued: int, *, retry_after: float) -> None:
+        self.model = model
+        self.retry_after = retry_after
+        super().__init__(
+            f"model {model!r} is overloaded ({queued} requests queued)",
+            hint=f"retry after {retry_after:g} s or add replicas",
+        )
+
+
+class UnavailableError(ServingError):
+    """The server or model cannot take requests right now (loading, draining)."""
+
+    status = 503
+
+
+class DeadlineExceededError(ServingError):
+    """The request's deadline passed before it could run; it was not executed."""
+
+    status = 504
+
+    def __init__(self, model: str, timeout_s: float) -> None:
+        self.model = model
+        super().__init__(
+            f"request to {model!r} was not started within its {timeout_s * 1000:g} ms deadline "
+            "and was dropped without running",
+            hint="raise the timeout, lower the load, or send smaller requests",
         )

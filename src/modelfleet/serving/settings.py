@@ -1,0 +1,156 @@
+"""Server configuration: the models to serve and how (batching, queue, cache), plus limits and auth.
+
+It comes from ``modelfleet serve`` flags and an optional YAML file (``--config``)::
+
+    server: {port: 8080, max_body_bytes: 33554432, tokens: [{name: ci, sha256: …, scopes: [infer]}]}
+    models:
+      - ref: churn@prod
+        variant: int8
+        batching: {max_batch_rows: 64, max_wait_ms: 0}
+        cache: {backend: "redis://127.0.0.1:6379/0", threshold: 0.9}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelfleet.errors import ConfigError
+
+Scope = Literal["infer", "admin"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BatchingConfig(_Section):
+    """Adaptive batching behind the queue.
+
+    With ``max_wait_ms`` 0 (the default) a batch closes as soon as the runner is free: under
+    load, requests pile up while the previous batch runs and are merged, so batches grow with
+    concurrency and a lone request never waits for company.
+    """
+
+    enabled: bool = Field(True, description="merge concurrent requests into one ONNX call")
+    max_batch_rows: int = Field(
+        64, ge=1, le=1_000_000, description="rows per ONNX call; large requests are split"
+    )
+    max_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="extra time a batch may wait to fill up"
+    )
+    inline_budget_ms: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="batches estimated to run faster than this run on the event loop; "
+        "slower ones on the model's runner thread",
+    )
+
+
+class SchedulerConfig(_Section):
+    """The per-model queue: cheapest work first, with aging so large requests finish."""
+
+    max_queued_requests: int = Field(
+        4096, ge=1, description="queued requests beyond which clients get 503"
+    )
+    aging: float = Field(
+        8.0,
+        gt=0,
+        description="a request may be overtaken by work arriving up to aging x its own "
+        "estimated run time after it",
+    )
+    priority_step_ms: float = Field(
+        50.0, ge=0, description="queue time one priority level is worth"
+    )
+    default_timeout_ms: float | None = Field(
+        None, gt=0, description="deadline of requests that do not set one"
+    )
+    retry_after_s: float = Field(1.0, gt=0, description="Retry-After sent with 503 overload")
+
+
+class CacheConfig(_Section):
+    """Output cache, enabled only for models accurate enough to repeat their answers."""
+
+    enabled: bool | None = Field(
+        None, description="force on/off; None: on when the model's metric >= threshold"
+    )
+    backend: str = Field("memory", description="'memory' or a redis:// URL shared by replicas")
+    max_bytes: int = Field(64 << 20, ge=0, description="bytes of outputs the memory cache keeps")
+    metric: str = Field("accuracy", description="recorded metric that gates the cache")
+    threshold: float = Field(0.8, description="the metric must be at least this to cache")
+    ttl_s: int = Field(3600, ge=1, description="expiry of Redis entries")
+
+
+class ModelConfig(_Section):
+    """One served model."""
+
+    ref: str = Field(description="name, name:3, name@prod, or a path to a .onnx file")
+    name: str | None = Field(None, description="served name; default: the model's name")
+    variant: Literal["fp32", "fp16", "int8"] = "fp32"
+    sha256: str | None = Field(None, description="expected digest when ref is a file")
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
+    follow: bool = Field(True, description="hot swap when a name@stage ref moves")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)  # type: ignore[arg-type]
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # type: ignore[arg-type]
+    cache: CacheConfig = Field(default_factory=CacheConfig)  # type: ignore[arg-type]
+
+
+class TokenConfig(_Section):
+    """A bearer token, stored as the sha256 of its value, with the scopes it grants."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: tuple[Scope, ...] = ("infer",)
+
+
+class ServerConfig(_Section):
+    """Process-wide settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="processes sharing the port")
+    max_body_bytes: int = Field(32 << 20, ge=1024, description="larger bodies get 413")
+    max_rows_per_request: int = Field(100_000, ge=1, description="larger requests get 400")
+    tokens: tuple[TokenConfig, ...] = ()
+    open_paths: tuple[Literal["health", "metrics", "docs"], ...] = ("health", "metrics", "docs")
+    poll_interval_s: float = Field(10.0, gt=0, description="how often name@stage refs are checked")
+    drain_timeout_s: float = Field(30.0, ge=0, description="how long SIGTERM waits for requests")
+    warmup: bool = Field(True, description="run one request through each model before ready")
+
+
+class ServeConfig(_Section):
+    """Everything ``modelfleet serve`` needs."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
+    models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: tuple[ModelConfig, ...]) -> tuple[ModelConfig, ...]:
+        names = [m.name for m in models if m.name]
+        if len(names) != len(set(names)):
+            raise ValueError(f"served names must be unique, got {names}")
+        return models
+
+
+def load_serve_config(path: Path | None) -> ServeConfig:
+    """Read a YAML serve config (or the defaults), with errors naming the bad field."""
+    if path is None:
+        return ServeConfig()
+    if not path.is_file():
+        raise ConfigError(f"serve config {path} does not exist", hint="check --config")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"serve config {path} is not valid YAML: {exc}") from exc
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid serve config {path}: {problems}") from exc
