@@ -44,3 +44,72 @@ def logistic_pipeline() -> tuple[Any, np.ndarray[Any, Any], np.ndarray[Any, Any]
     X, y = iris()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
     return model, X, y
+
+
+ALL_DTYPES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "string",
+)
+
+
+def echo_graph() -> Any:
+    """One input per datatype, each returned unchanged: x_<dtype>[N, 2] -> y_<dtype>[N, 2]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, inputs, outputs = [], [], []
+    for name in ALL_DTYPES:
+        elem = (
+            TensorProto.STRING
+            if name == "string"
+            else helper.np_dtype_to_tensor_dtype(np.dtype(name))
+        )
+        inputs.append(helper.make_tensor_value_info(f"x_{name}", elem, ["batch", 2]))
+        outputs.append(helper.make_tensor_value_info(f"y_{name}", elem, ["batch", 2]))
+        nodes.append(helper.make_node("Identity", [f"x_{name}"], [f"y_{name}"]))
+    graph = helper.make_graph(nodes, "echo", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def heavy_graph(width: int = 1024, layers: int = 6) -> Any:
+    """A float32[N, width] -> float32[N, 1] stack of MatMul+Tanh with a real per-row cost."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    current = "X"
+    for i in range(layers):
+        weight = (rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, f"W{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"W{i}"], [f"h{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"h{i}"], [f"a{i}"]))
+        current = f"a{i}"
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    inits.append(axes)
+    nodes.append(helper.make_node("ReduceSum", [current, "axes"], ["Y"], keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "heavy",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

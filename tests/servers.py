@@ -131,3 +131,40 @@ def moto_server() -> Iterator[str]:
         proc.wait(timeout=10)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start Debian's redis-server on a free port; yields its URL and process."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found; run 'make test' (it installs redis-server)")
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="modelfleet-redis-"))
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)

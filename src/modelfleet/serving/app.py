@@ -1,0 +1,461 @@
+"""HTTP transport: the ASGI application over :class:`InferenceCore`.
+
+Inference POSTs (V2 ``…/infer`` and v1 ``…:predict``) take a lean ASGI path: read the body
+with a size limit, decode, call the core, encode. Everything else is a Starlette route.
+Errors become ``{"error": "…"}`` with their status in exactly one place, :func:`error_status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from modelfleet.errors import (
+    InvalidInputError,
+    ModelfleetError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServingError,
+    SignatureError,
+    UnauthorizedError,
+)
+from modelfleet.serving.auth import Authenticator
+from modelfleet.serving.core import InferenceCore
+from modelfleet.serving.metrics import ServingMetrics
+from modelfleet.serving.openapi import docs_page, openapi_document
+from modelfleet.serving.protocol import (
+    HEADER_LENGTH,
+    decode_request,
+    decode_v1,
+    encode_response,
+    encode_v1,
+)
+from modelfleet.serving.repository import ModelRepository
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
+_JSON = b"application/json"
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status of an error (the one place where this is decided)."""
+    if isinstance(exc, ServingError):
+        return exc.status
+    if isinstance(exc, SignatureError):
+        return 400
+    if isinstance(exc, ModelfleetError):
+        return 500
+    return 500
+
+
+def error_body(exc: BaseException) -> bytes:
+    """``{"error": message}``; unexpected errors do not leak internals."""
+    message = str(exc) if isinstance(exc, ModelfleetError) else "internal server error"
+    return orjson.dumps({"error": message})
+
+
+def _error_headers(exc: BaseException) -> list[tuple[bytes, bytes]]:
+    if isinstance(exc, OverloadedError):
+        return [(b"retry-after", str(max(1, round(exc.retry_after))).encode())]
+    if isinstance(exc, UnauthorizedError):
+        return [(b"www-authenticate", b"Bearer")]
+    return []
+
+
+class ServingApp:
+    """The ASGI application: lifespan, the inference fast path, Starlette for the rest."""
+
+    def __init__(
+        self, core: InferenceCore, repository: ModelRepository, metrics: ServingMetrics
+    ) -> None:
+        self.core = core
+        self.repository = repository
+        self.metrics = metrics
+        self.config = core.config.server
+        self.auth = Authenticator(self.config.tokens)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.router = Starlette(
+            routes=self._routes(),
+            exception_handlers={
+                HTTPException: self._http_error,
+                ModelfleetError: self._domain_error,
+                Exception: self._domain_error,
+            },
+        )
+
+    # -- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            match = _V2_INFER.match(path)
+            if match:
+                await self._infer(scope, receive, send, match[1], match[2])
+                return
+            match = _V1_PREDICT.match(path)
+            if match:
+                await self._predict(scope, receive, send, match[1])
+                return
+        await self.router(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report to the server, which exits
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Load the models, then start following their stage pointers."""
+        failures = await self.repository.load_all()
+        if failures:
+            raise ServingError("cannot load " + "; ".join(failures))
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.repository.poll_forever()),
+            loop.create_task(self._refresh_gauges()),
+        ]
+        self.core.started = True
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            self.repository.refresh_gauges()
+            await asyncio.sleep(1.0)
+
+    async def shutdown(self) -> None:
+        """Drain in-flight requests, stop polling, unload."""
+        self.core.begin_drain()
+        drained = await self.core.wait_idle(self.config.drain_timeout_s)
+        if not drained:
+            logger.warning("drain timed out with %d requests in flight", self.core.inflight)
+        for task in self._tasks:
+            task.cancel()
+        await self.repository.close()
+
+    # -- inference fast path --------------------------------------------------------------
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+    ) -> None:
+        started = time.monotonic()
+        headers = _headers(scope)
+        status, instance = 200, None
+        try:
+            self.auth.check(headers.get("authorization"), "infer")
+            body = await self._body(receive, headers)
+            length = headers.get(HEADER_LENGTH)
+            request = decode_request(body, _int_header(length, HEADER_LENGTH))
+            result = await self.core.infer(
+                name,
+                version,
+                request,
+                use_cache="no-cache" not in headers.get("cache-control", ""),
+                timeout_s=_timeout_header(headers.get("x-timeout-ms")),
+            )
+            instance = result.instance
+            binary = _binary_map(request, result.outputs)
+            payload, header_length = encode_response(
+                model=name,
+                version=instance.version,
+                request_id=request.id,
+                outputs=result.outputs,
+                binary=binary,
+            )
+            extra = (
+                []
+                if header_length is None
+                else [(HEADER_LENGTH.encode(), str(header_length).encode())]
+            )
+            kind = _JSON if header_length is None else b"application/octet-stream"
+            await _send(send, 200, payload, kind, extra)
+        except Exception as exc:  # every failure becomes one JSON error response
+            status = await self._send_error(send, exc)
+        self._count(name, instance, "v2", status, started)
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        started = time.monotonic()
+        headers = _headers(scope)
+        status, instance = 200, None
+        try:
+            self.auth.check(headers.get("authorization"), "infer")
+            body = await self._body(receive, headers)
+            signature = self.repository.instance(name).signature
+            result = await self.core.predict(
+                name,
+                decode_v1(body, signature),
+                use_cache="no-cache" not in headers.get("cache-control", ""),
+            )
+            instance = result.instance
+            await _send(send, 200, encode_v1(result.outputs, signature), _JSON, [])
+        except Exception as exc:  # every failure becomes one JSON error response
+            status = await self._send_error(send, exc)
+        self._count(name, instance, "v1", status, started)
+
+    def _count(self, name: str, instance: Any, endpoint: str, status: int, started: float) -> None:
+        elapsed = time.monotonic() - started
+        if instance is None:
+            handle = self.repository.handles.get(name)
+            instance = handle.current if handle else None
+        if instance is not None:
+            instance.metrics.request(endpoint, status, elapsed)
+        else:
+            self.metrics.requests.labels("unknown", "", endpoint, str(status)).inc()
+
+    async def _send_error(self, send: Send, exc: Exception) -> int:
+        status = error_status(exc)
+        if status >= 500 and not isinstance(exc, ServingError):
+            logger.error("request failed", exc_info=exc)
+        await _send(send, status, error_body(exc), _JSON, _error_headers(exc))
+        return status
+
+    async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = _int_header(headers.get("content-length"), "Content-Length")
+        if declared is not None and declared > limit:
+            raise PayloadTooLargeError(limit)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInputError("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = headers.get("content-encoding")
+        return _decompress(body, encoding, limit) if encoding else body
+
+    # -- other routes ---------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        infer_stub = self._infer_via_router
+        return [
+            Route("/v2", self._server_metadata),
+            Route("/v2/health/live", self._live),
+            Route("/v2/health/ready", self._ready),
+            Route("/v2/models/{name}", self._model_metadata),
+            Route("/v2/models/{name}/versions/{version}", self._model_metadata),
+            Route("/v2/models/{name}/ready", self._model_ready),
+            Route("/v2/models/{name}/versions/{version}/ready", self._model_ready),
+            Route("/v2/models/{name}/config", self._model_config),
+            Route("/v2/models/{name}/versions/{version}/config", self._model_config),
+            Route("/v2/models/{name}/infer", infer_stub, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", infer_stub, methods=["POST"]),
+            Route("/v2/repository/index", self._repository_index, methods=["GET", "POST"]),
+            Route("/v2/repository/models/{name}/load", self._load, methods=["POST"]),
+            Route("/v1/models/{name}", self._v1_status),
+            Route("/v1/models/{name}:predict", infer_stub, methods=["POST"]),
+            Route("/admin/reload", self._reload_all, methods=["POST"]),
+            Route("/metrics", self._metrics),
+            Route("/openapi.json", self._openapi),
+            Route("/docs", self._docs),
+        ]
+
+    def _guard(self, request: Request, scope: str, kind: str | None = None) -> None:
+        if kind is not None and kind in self.config.open_paths:
+            return
+        self.auth.check(request.headers.get("authorization"), scope)
+
+    @staticmethod
+    def _json(doc: Any, status: int = 200) -> Response:
+        return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+    async def _infer_via_router(self, request: Request) -> Response:  # pragma: no cover
+        raise HTTPException(404)  # reached only for paths the fast path rejects
+
+    async def _server_metadata(self, request: Request) -> Response:
+        self._guard(request, "infer", "health")
+        return self._json(self.core.server_metadata())
+
+    async def _live(self, request: Request) -> Response:
+        self._guard(request, "infer", "health")
+        return self._json({"live": self.core.live})
+
+    async def _ready(self, request: Request) -> Response:
+        self._guard(request, "infer", "health")
+        ready = self.core.ready
+        return self._json({"ready": ready}, 200 if ready else 503)
+
+    async def _model_metadata(self, request: Request) -> Response:
+        self._guard(request, "infer")
+        p = request.path_params
+        return self._json(self.core.model_metadata(p["name"], p.get("version")))
+
+    async def _model_ready(self, request: Request) -> Response:
+        self._guard(request, "infer", "health")
+        p = request.path_params
+        self.repository.handle(p["name"])
+        ready = self.core.model_ready(p["name"], p.get("version"))
+        return self._json({"name": p["name"], "ready": ready}, 200 if ready else 503)
+
+    async def _model_config(self, request: Request) -> Response:
+        self._guard(request, "infer")
+        p = request.path_params
+        return self._json(self.core.model_config(p["name"], p.get("version")))
+
+    async def _repository_index(self, request: Request) -> Response:
+        self._guard(request, "infer")
+        return self._json(self.core.repository_index())
+
+    async def _load(self, request: Request) -> Response:
+        self._guard(request, "admin")
+        statuses = await self.repository.reload(request.path_params["name"])
+        return self._json(statuses[0])
+
+    async def _reload_all(self, request: Request) -> Response:
+        self._guard(request, "admin")
+        return self._json(await self.repository.reload())
+
+    async def _v1_status(self, request: Request) -> Response:
+        self._guard(request, "infer", "health")
+        name = request.path_params["name"]
+        self.repository.handle(name)
+        return self._json({"name": name, "ready": self.core.model_ready(name)})
+
+    async def _metrics(self, request: Request) -> Response:
+        self._guard(request, "admin", "metrics")
+        self.repository.refresh_gauges()
+        body, kind = self.metrics.render()
+        return Response(body, media_type=kind)
+
+    async def _openapi(self, request: Request) -> Response:
+        self._guard(request, "infer", "docs")
+        return self._json(openapi_document())
+
+    async def _docs(self, request: Request) -> Response:
+        self._guard(request, "infer", "docs")
+        return HTMLResponse(docs_page(openapi_document()))
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, HTTPException):  # registered for HTTPException only
+            return await self._domain_error(request, exc)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = (
+                f"method {request.method} not allowed on {request.url.path} (allowed: {allowed})"
+            )
+        else:
+            message = exc.detail
+        return Response(
+            orjson.dumps({"error": message}),
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type="application/json",
+        )
+
+    async def _domain_error(self, request: Request, exc: Exception) -> Response:
+        status = error_status(exc)
+        if status >= 500 and not isinstance(exc, ServingError):
+            logger.error("request failed", exc_info=exc)
+        return Response(
+            error_body(exc),
+            status_code=status,
+            headers={k.decode(): v.decode() for k, v in _error_headers(exc)},
+            media_type="application/json",
+        )
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _int_header(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInputError(f"header {name} must be an integer, got {value!r}") from None
+
+
+def _timeout_header(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        raise InvalidInputError(f"header X-Timeout-Ms must be a number, got {value!r}") from None
+    if ms <= 0:
+        raise InvalidInputError("header X-Timeout-Ms must be positive")
+    return ms / 1000
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidInputError(
+            f"unsupported Content-Encoding {encoding!r}", hint="use gzip, deflate or none"
+        )
+    wbits = 31 if encoding == "gzip" else 15
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(limit)
+    return data
+
+
+def _binary_map(request: Any, outputs: dict[str, Any]) -> dict[str, bool]:
+    if request.outputs is not None:
+        return dict(request.outputs)
+    return dict.fromkeys(outputs, request.binary_output)
+
+
+async def _send(
+    send: Send, status: int, body: bytes, kind: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [
+        (b"content-type", kind),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    core: InferenceCore, repository: ModelRepository, metrics: ServingMetrics
+) -> ServingApp:
+    """Assemble the ASGI application."""
+    return ServingApp(core, repository, metrics)

@@ -1,0 +1,289 @@
+"""Which models are served, loading them, and hot swapping when a ``name@stage`` pointer moves.
+
+A new version is loaded and warmed up next to the old one, then replaces it in one
+assignment: requests that already hold the old instance finish on it, the old instance is
+stopped once idle. A failed load leaves the old version serving and is reported in the
+status, the logs and ``modelfleet_model_load_failures_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelfleet.config import Settings
+from modelfleet.errors import ModelfleetError, RegistryError, UnknownModelError
+from modelfleet.refs import parse_ref
+from modelfleet.serving.cache import Cache, open_cache
+from modelfleet.serving.metrics import ServingMetrics
+from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
+from modelfleet.serving.settings import ModelConfig, ServeConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelHandle:
+    """A served name: the instance answering now, and how its last load went."""
+
+    config: ModelConfig
+    name: str
+    current: ModelInstance | None = None
+    state: str = "loading"
+    last_error: str | None = None
+    loaded_at: float | None = None
+    swaps: int = 0
+    retiring: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /v2/repository/index`` and ``modelfleet reload`` report."""
+        return {
+            "name": self.name,
+            "ref": self.config.ref,
+            "version": self.current.version if self.current else None,
+            "state": self.state,
+            "reason": self.last_error or "",
+            "swaps": self.swaps,
+        }
+
+
+def _is_file_ref(ref: str) -> bool:
+    return ref.endswith(".onnx") or "/" in ref
+
+
+class ModelRepository:
+    """Loads the configured models and keeps them current."""
+
+    def __init__(
+        self, config: ServeConfig, metrics: ServingMetrics, settings: Settings | None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.settings = settings
+        self.handles: dict[str, ModelHandle] = {}
+        self._registry: Any = None
+        self._caches: dict[str, Cache] = {}
+        self._lock = asyncio.Lock()
+        for model in config.models:
+            name = model.name or self._default_name(model.ref)
+            self.handles[name] = ModelHandle(model, name)
+
+    @staticmethod
+    def _default_name(ref: str) -> str:
+        return Path(ref).stem if _is_file_ref(ref) else parse_ref(ref).name
+
+    # -- resolving ------------------------------------------------------------------------
+
+    def _open_registry(self) -> Any:
+        if self._registry is None:
+            from modelfleet.registry.registry import Registry
+
+            if self.settings is None:
+                raise RegistryError("no registry configured to resolve model references")
+            self._registry = Registry.open(self.settings)
+        return self._registry
+
+    def resolve(self, handle: ModelHandle) -> ModelSource:
+        """Find and read (sha256-verified) the graph a handle should serve. Blocking."""
+        ref = handle.config.ref
+        if _is_file_ref(ref):
+            return self._resolve_file(handle)
+        registry = self._open_registry()
+        base = registry.get(ref)
+        version = self._variant(registry, base, handle.config.variant)
+        graph = registry.read_artifact(version, "onnx")
+        latency = (version.verification or {}).get("latency") or {}
+        per_row = latency.get("batch_64_ms")
+        return ModelSource(
+            name=handle.name,
+            version=str(version.version),
+            variant=version.variant.value,
+            sha256=hashlib.sha256(graph).hexdigest(),  # verified equal to the record on read
+            graph=graph,
+            origin=f"registry {version.ref}",
+            metrics=dict(version.metrics),
+            stages=version.stages,
+            ms_per_row=per_row / 64 if per_row else None,
+        )
+
+    @staticmethod
+    def _variant(registry: Any, base: Any, variant: str) -> Any:
+        if base.variant.value == variant:
+            return base
+        children = [
+            v
+            for v in registry.versions(base.name)
+            if v.lineage.parent_version == base.version and v.variant.value == variant
+        ]
+        if not children:
+            raise RegistryError(
+                f"{base.ref} has no {variant} variant",
+                hint=f"create one with 'modelfleet quantize {base.ref} --to {variant}'",
+            )
+        return children[-1]
+
+    def _resolve_file(self, handle: ModelHandle) -> ModelSource:
+        path = Path(handle.config.ref)
+        if not path.is_file():
+            raise ModelfleetError(f"model file {path} does not exist", hint="check the path")
+        graph = path.read_bytes()
+        digest = hashlib.sha256(graph).hexdigest()
+        expected = handle.config.sha256
+        if expected and expected != digest:
+            from modelfleet.errors import ArtifactCorruptedError
+
+            raise ArtifactCorruptedError(str(path), expected=expected, actual=digest)
+        return ModelSource(
+            name=handle.name,
+            version="1",
+            variant=handle.config.variant,
+            sha256=digest,
+            graph=graph,
+            origin=str(path),
+        )
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _cache_for(self, config: ModelConfig, source: ModelSource) -> Cache | None:
+        cache = config.cache
+        accurate = source.metrics.get(cache.metric, float("-inf")) >= cache.threshold
+        if not (cache.enabled if cache.enabled is not None else accurate):
+            return None
+        if cache.backend not in self._caches:
+            self._caches[cache.backend] = open_cache(
+                cache.backend, max_bytes=cache.max_bytes, ttl_s=cache.ttl_s
+            )
+        return self._caches[cache.backend]
+
+    async def _build(self, handle: ModelHandle, source: ModelSource) -> ModelInstance:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        cache = self._cache_for(handle.config, source)
+        instance = await loop.run_in_executor(
+            None,
+            lambda: ModelInstance(source, handle.config, self.metrics, cache_backend=cache),
+        )
+        instance.start()
+        if self.config.server.warmup:
+            await instance.warm_up()
+        self.metrics.load_seconds.labels(handle.name).observe(time.monotonic() - started)
+        return instance
+
+    async def load(self, handle: ModelHandle, *, force: bool = False) -> dict[str, Any]:
+        """(Re)load a handle if its reference now points elsewhere; keep the old on failure."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            try:
+                source = await loop.run_in_executor(None, self.resolve, handle)
+                current = handle.current
+                unchanged = current is not None and (current.version, current.source.sha256) == (
+                    source.version,
+                    source.sha256,
+                )
+                if unchanged and not force:
+                    return handle.status()
+                instance = await self._build(handle, source)
+            except Exception as exc:  # any failure must keep the old version serving
+                handle.last_error = str(exc)
+                handle.state = "ready" if handle.current else "failed"
+                self.metrics.load_failures.labels(handle.name).inc()
+                logger.error("loading %s (%s) failed: %s", handle.name, handle.config.ref, exc)
+                return handle.status()
+            self._swap(handle, instance)
+            return handle.status()
+
+    def _swap(self, handle: ModelHandle, instance: ModelInstance) -> None:
+        old, handle.current = handle.current, instance
+        handle.state, handle.last_error, handle.loaded_at = "ready", None, time.time()
+        if old is not None:
+            handle.swaps += 1
+            logger.info("hot swap %s: %s -> %s", handle.name, old.version, instance.version)
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            handle.retiring.add(task)
+            task.add_done_callback(handle.retiring.discard)
+        else:
+            logger.info(
+                "loaded %s version %s from %s",
+                handle.name,
+                instance.version,
+                instance.source.origin,
+            )
+
+    async def _retire(self, old: ModelInstance) -> None:
+        await old.drain(self.config.server.drain_timeout_s)
+        await old.stop()
+
+    async def load_all(self) -> list[str]:
+        """Load every configured model; returns one line per model that failed."""
+        failures = []
+        for handle in self.handles.values():
+            status = await self.load(handle)
+            if status["state"] == "failed":
+                failures.append(f"{handle.name} ({handle.config.ref}): {status['reason']}")
+        return failures
+
+    async def reload(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Re-resolve one model (or all) now; the admin endpoint and ``modelfleet reload``."""
+        targets = [self.handle(name)] if name else list(self.handles.values())
+        return [await self.load(h) for h in targets]
+
+    async def poll_forever(self) -> None:
+        """Follow ``name@stage`` references: check every ``poll_interval_s`` seconds."""
+        while True:
+            await asyncio.sleep(self.config.server.poll_interval_s)
+            for handle in self.handles.values():
+                follows = (
+                    handle.config.follow
+                    and not _is_file_ref(handle.config.ref)
+                    and "@" in handle.config.ref
+                )
+                if follows or handle.current is None:
+                    await self.load(handle)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def handle(self, name: str) -> ModelHandle:
+        """The handle of a served name, or a 404 listing the served ones."""
+        handle = self.handles.get(name)
+        if handle is None:
+            raise UnknownModelError(name, served=sorted(self.handles))
+        return handle
+
+    def instance(self, name: str, version: str | None = None) -> ModelInstance:
+        """The instance answering for ``name`` (and ``version`` when given)."""
+        handle = self.handle(name)
+        current = handle.current
+        if current is None:
+            raise unavailable(name, handle.last_error or "still loading")
+        if version is not None and version != current.version:
+            raise UnknownModelError(name, version, served=[f"{name} version {current.version}"])
+        return current
+
+    def refresh_gauges(self) -> None:
+        """Publish every serving instance's in-flight and queue gauges."""
+        for handle in self.handles.values():
+            if handle.current is not None:
+                handle.current.refresh_gauges()
+
+    @property
+    def ready(self) -> bool:
+        """True when every configured model has a serving instance."""
+        return all(h.current is not None for h in self.handles.values())
+
+    async def close(self) -> None:
+        """Stop every instance and cache; close the registry."""
+        for handle in self.handles.values():
+            for task in list(handle.retiring):
+                await task
+            if handle.current is not None:
+                await handle.current.stop()
+                handle.current = None
+        for cache in self._caches.values():
+            await cache.close()
+        if self._registry is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._registry.close)
