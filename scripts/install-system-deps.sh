@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the test suite starts for real: a private PostgreSQL
-# server (the fixture runs initdb/pg_ctl in a temp dir; no system service is used).
+# server (the fixture runs initdb/pg_ctl in a temp dir; no system service is used), and wrk
+# for the load tests and benchmarks; redis-server for the shared output cache.
 set -euo pipefail
 
-packages=(postgresql git)
+packages=(postgresql redis-server git wrk)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -21,7 +21,11 @@ def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
     script.write_text("\n".join(blocks))
     env = {**os.environ, "MODELFLEET_HOME": str(tmp_path / "home")}
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -37,7 +41,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "MODELFLEET_HOME": str(tmp_path / "home")}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
-        capture_output=True, text=True, env=env, timeout=900, check=False, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
