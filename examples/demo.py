@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 import modelfleet as mf
+from modelfleet.client import Client
 from modelfleet.config import load_settings
 from modelfleet.datasets import LabeledData
 
@@ -138,6 +144,115 @@ def summary(settings: Any) -> Table:
     return table
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited; see .demo/serve.log")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the server did not become ready")
+
+
+def _median_ms(call: Any, runs: int = 200) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings) * 1000
+
+
+def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (home.parent / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelfleet",
+            "--home",
+            str(home),
+            "serve",
+            "cancer-gbt@qa",
+            "digits-mlp@qa",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(url, proc)
+        table = Table(title=f"served at {url}", title_justify="left")
+        for column in ("model", "protocol", "rows", "answer", "median ms (client)"):
+            table.add_column(column)
+        with httpx.Client(base_url=url) as http, Client(url) as client:
+            one = Xg_test[:1]
+            body = {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 30],
+                        "datatype": "FP32",
+                        "data": one.ravel().tolist(),
+                    }
+                ]
+            }
+            answer = http.post("/v2/models/cancer-gbt/infer", json=body).json()
+            ms = _median_ms(lambda: http.post("/v2/models/cancer-gbt/infer", json=body))
+            table.add_row(
+                "cancer-gbt",
+                "V2 JSON",
+                "1",
+                f"label {answer['outputs'][0]['data'][0]}",
+                f"{ms:.3f}",
+            )
+            batch = Xn_test[:64]
+            labels = client.predict("digits-mlp", batch)["output"].argmax(axis=1)
+            ms = _median_ms(lambda: client.predict("digits-mlp", batch, cache=False))
+            table.add_row(
+                "digits-mlp", "V2 binary (SDK)", "64", f"digits {labels[:5].tolist()}…", f"{ms:.3f}"
+            )
+            v1 = http.post(
+                "/v1/models/digits-mlp:predict", json={"instances": Xn_test[:2].tolist()}
+            ).json()
+            table.add_row(
+                "digits-mlp", "KServe v1", "2", f"{len(v1['predictions'])} predictions", ""
+            )
+            console.print(table)
+            metrics = http.get("/metrics").text
+        hits = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="hit"')
+        misses = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="miss"')
+        console.print(
+            f"output cache: {hits:.0f} hits, {misses:.0f} misses (repeated inputs "
+            "are answered from the cache; accuracy >= 0.8 enables it)"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+def _sample_sum(text: str, name: str, selector: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and selector in line
+    )
+
+
 def main() -> int:
     home = Path(os.environ.get("MODELFLEET_HOME", ".demo/home"))
     shutil.rmtree(home, ignore_errors=True)
@@ -194,6 +309,9 @@ def main() -> int:
 
     console.rule("5. summary")
     console.print(summary(settings))
+
+    console.rule("6. serve the qa versions and call them (V2 JSON, V2 binary via the SDK, v1)")
+    serve_and_call(home, Xg_test, Xn_test)
     console.print(f"registry: {home}  (try: modelfleet --home {home} versions digits-mlp)")
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0

@@ -10,15 +10,43 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
+README_URL = "http://127.0.0.1:8080"
+
+# Injected before the README snippet that talks to a server: serve what the snippets
+# registered so far, on a free port, and point the snippet at it.
+SERVER_PRELUDE = """
+import atexit, subprocess, sys, time, httpx
+_server = subprocess.Popen([sys.executable, "-m", "modelfleet", "serve", "iris",
+                            "--port", "{port}"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+atexit.register(lambda: (_server.terminate(), _server.wait()))
+for _ in range(600):
+    try:
+        if httpx.get("{url}/v2/health/ready").status_code == 200:
+            break
+    except httpx.TransportError:
+        pass
+    time.sleep(0.1)
+"""
 
 
 def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    parts = []
+    for block in blocks:
+        if README_URL in block:
+            parts.append(SERVER_PRELUDE.format(port=port, url=url))
+            block = block.replace(README_URL, url)
+        parts.append(block)
     script = tmp_path / "readme.py"
-    script.write_text("\n".join(blocks))
+    script.write_text("\n".join(parts))
     env = {**os.environ, "MODELFLEET_HOME": str(tmp_path / "home")}
     result = subprocess.run(
         [sys.executable, str(script)],
@@ -33,6 +61,7 @@ def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
     assert "iris:1 (input: float32[?, 4]) -> (label: int64[?], probabilities: float32[?, 3])" in (
         result.stdout
     )
+    assert "[0 0 0 0 0 0 0 0 0 0]" in result.stdout  # the client snippet's labels
     assert result.stdout.strip().endswith("1")
 
 
@@ -54,3 +83,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "tree ensembles have none" in out
     assert "cancer-gbt@qa -> cancer-gbt:1" in out
     assert "registry summary" in out
+    assert "V2 binary (SDK)" in out
+    assert "KServe v1" in out
+    assert "output cache: 200 hits" in out

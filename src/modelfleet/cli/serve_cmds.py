@@ -22,7 +22,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: 8080]")] = None,
     workers: Annotated[int | None, typer.Option(help="processes behind the port")] = None,
-    variant: Annotated[str, typer.Option(help="fp32, fp16 or int8 for the REFs")] = "fp32",
+    variant: Annotated[
+        str | None, typer.Option(help="serve the fp32, fp16 or int8 variant of the REFs")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="serve config YAML")] = None,
     cache: Annotated[
         str | None, typer.Option(help="cache backend for the REFs: memory or redis://…")

@@ -112,8 +112,8 @@ class ModelRepository:
         )
 
     @staticmethod
-    def _variant(registry: Any, base: Any, variant: str) -> Any:
-        if base.variant.value == variant:
+    def _variant(registry: Any, base: Any, variant: str | None) -> Any:
+        if variant is None or base.variant.value == variant:
             return base
         children = [
             v
@@ -141,7 +141,7 @@ class ModelRepository:
         return ModelSource(
             name=handle.name,
             version="1",
-            variant=handle.config.variant,
+            variant=handle.config.variant or "fp32",
             sha256=digest,
             graph=graph,
             origin=str(path),

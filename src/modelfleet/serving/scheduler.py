@@ -20,7 +20,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,11 +54,9 @@ class WorkItem:
     state: int = QUEUED
 
 
-@dataclass(order=True, slots=True)
-class _Entry:
-    key: float
-    seq: int
-    item: WorkItem = field(compare=False)
+# Heap entries are plain tuples (key, seq, item): tuple comparison runs in C, and seq is
+# unique, so items themselves are never compared.
+_Entry = tuple[float, int, WorkItem]
 
 
 class Scheduler:
@@ -133,7 +131,7 @@ class Scheduler:
         job = _Job(len(parts))
         for part_arrays, part_rows in parts:
             item = WorkItem(part_arrays, part_rows, loop.create_future(), now, deadline, job)
-            heapq.heappush(self._heap, _Entry(key, next(self._seq), item))
+            heapq.heappush(self._heap, (key, next(self._seq), item))
             items.append(item)
         self._live += len(items)
         self._requests += 1
@@ -170,7 +168,7 @@ class Scheduler:
         rows = 0
         now = self.clock()
         while self._heap:
-            item = self._heap[0].item
+            item = self._heap[0][2]
             if item.state == CANCELLED:
                 heapq.heappop(self._heap)
                 continue
@@ -211,7 +209,7 @@ class Scheduler:
     def fail_all(self, error: ServingError) -> None:
         """Fail every queued item (shutdown)."""
         while self._heap:
-            item = heapq.heappop(self._heap).item
+            item = heapq.heappop(self._heap)[2]
             if item.state == QUEUED and not item.future.done():
                 item.future.set_exception(error)
         self._live = 0

@@ -90,7 +90,9 @@ class ModelConfig(_Section):
 
     ref: str = Field(description="name, name:3, name@prod, or a path to a .onnx file")
     name: str | None = Field(None, description="served name; default: the model's name")
-    variant: Literal["fp32", "fp16", "int8"] = "fp32"
+    variant: Literal["fp32", "fp16", "int8"] | None = Field(
+        None, description="serve this variant of the referenced version; None: as referenced"
+    )
     sha256: str | None = Field(None, description="expected digest when ref is a file")
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
     follow: bool = Field(True, description="hot swap when a name@stage ref moves")
