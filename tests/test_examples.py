@@ -43,8 +43,7 @@ def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
     for block in blocks:
         if README_URL in block:
             parts.append(SERVER_PRELUDE.format(port=port, url=url))
-            block = block.replace(README_URL, url)
-        parts.append(block)
+        parts.append(block.replace(README_URL, url))
     script = tmp_path / "readme.py"
     script.write_text("\n".join(parts))
     env = {**os.environ, "MODELFLEET_HOME": str(tmp_path / "home")}
