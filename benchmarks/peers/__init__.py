@@ -82,6 +82,31 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _first_error(path: Path) -> str | None:
+    """The exception line that closes the log's first traceback, if there is one."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    in_traceback = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line.strip() and not line[0].isspace():
+            return line.strip()
+    return None
+
+
+def _log_has(path: Path, markers: tuple[str, ...]) -> str | None:
+    if not markers:
+        return None
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return next((m for m in markers if m in text), None)
+
+
 @dataclass(eq=False)
 class Peer:
     """A running peer server.
@@ -100,6 +125,7 @@ class Peer:
     _encode: Callable[[np.ndarray], bytes] = field(repr=False)
     _decode: Callable[[bytes], tuple[np.ndarray, np.ndarray]] = field(repr=False)
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    _stopped: bool = field(default=False, repr=False)
 
     @property
     def infer_url(self) -> str:
@@ -121,7 +147,13 @@ class Peer:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the peer's process group, wait, then SIGKILL whatever is left."""
+        """SIGTERM the peer's process group, wait, then SIGKILL whatever is left.
+
+        Calling it again is a no-op (the group id must not be signalled once reused).
+        """
+        if self._stopped:
+            return
+        self._stopped = True
         pgid = self.process.pid  # start_new_session=True: the leader's pid is the group id
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
@@ -187,13 +219,19 @@ def _bento_body(rows: np.ndarray) -> bytes:
 
 
 def _bento_decode(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    items = json.loads(payload)
-    labels = np.asarray([item["label"] for item in items], dtype=np.int64)
-    probabilities = np.asarray([item["probabilities"] for item in items], dtype=np.float32)
-    return labels, probabilities.reshape(len(items), -1)
+    table = np.asarray(json.loads(payload), dtype=np.float64).reshape(-1, 3)
+    labels = np.rint(table[:, 0]).astype(np.int64)
+    return labels, table[:, 1:].astype(np.float32)
 
 
 # --- process plumbing -------------------------------------------------------------------
+
+
+def _model_file(model_path: Path) -> Path:
+    path = Path(model_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    return path
 
 
 def _venv_binary(venv: Path, name: str) -> Path:
@@ -227,8 +265,13 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tup
         return int(exc.code), exc.read()
 
 
-def _wait_answering(peer: Peer, timeout: float) -> None:
-    """Poll with a one-row inference request until the peer answers it correctly."""
+def _wait_answering(peer: Peer, timeout: float, fatal_markers: tuple[str, ...]) -> None:
+    """Poll with a one-row inference request until the peer answers it correctly.
+
+    Gives up early when the process exits or its log shows one of ``fatal_markers``
+    (BentoML's supervisor keeps restarting a worker that fails to start, so its main
+    process would otherwise stay up until the timeout).
+    """
     probe_rows = np.zeros((1, N_FEATURES), dtype=np.float32)
     body = peer.body(probe_rows)
     deadline = time.monotonic() + timeout
@@ -236,6 +279,10 @@ def _wait_answering(peer: Peer, timeout: float) -> None:
     while time.monotonic() < deadline:
         if not peer.alive():
             last_error = f"process exited with code {peer.process.returncode}"
+            break
+        marker = _log_has(peer.log_path, fatal_markers)
+        if marker is not None:
+            last_error = f"its log says {marker!r}"
             break
         try:
             status, payload = _post(peer.infer_url, body, peer.headers, timeout=5.0)
@@ -253,8 +300,10 @@ def _wait_answering(peer: Peer, timeout: float) -> None:
     else:
         last_error = f"no answer within {timeout:.0f}s ({last_error})"
     peer.stop()
+    first_error = _first_error(peer.log_path)
+    cause = f"\nfirst error in its log: {first_error}" if first_error else ""
     raise PeerStartError(
-        f"{peer.name} on {peer.url} did not start: {last_error}\n"
+        f"{peer.name} on {peer.url} did not start: {last_error}{cause}\n"
         f"--- last lines of {peer.log_path} ---\n{peer.log_tail()}"
     )
 
@@ -270,6 +319,7 @@ def _launch(
     encode: Callable[[np.ndarray], bytes],
     decode: Callable[[bytes], tuple[np.ndarray, np.ndarray]],
     startup_timeout: float,
+    fatal_markers: tuple[str, ...] = (),
 ) -> Peer:
     log_path = workdir / f"{name}.log"
     log_file = log_path.open("wb")
@@ -298,7 +348,7 @@ def _launch(
         _log_file=log_file,
     )
     _LIVE.add(peer)
-    _wait_answering(peer, startup_timeout)
+    _wait_answering(peer, startup_timeout, fatal_markers)
     return peer
 
 
@@ -317,7 +367,7 @@ def _mlserver_model_settings(
     template = "model-settings.batching.json" if adaptive_batching else "model-settings.json"
     model_settings: dict[str, Any] = json.loads((MLSERVER_CONFIG_DIR / template).read_text())
     model_settings["name"] = MODEL_NAME
-    model_settings["parameters"] = {"uri": str(Path(model_path).resolve())}
+    model_settings["parameters"] = {"uri": str(model_path)}
     if adaptive_batching:
         model_settings["max_batch_size"] = max_batch_size
         model_settings["max_batch_time"] = max_batch_time
@@ -348,6 +398,7 @@ def start_mlserver(
     """
     if adaptive_batching and (max_batch_size <= 1 or max_batch_time <= 0):
         raise ValueError("adaptive batching needs max_batch_size > 1 and max_batch_time > 0")
+    model_path = _model_file(model_path)
     binary = _venv_binary(MLSERVER_VENV, "mlserver")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -393,6 +444,7 @@ def start_bentoml(
     ``batchable`` picks ``bentoml_service:RFBatched`` (adaptive batching, 64 rows) over
     ``bentoml_service:RFPlain``. One worker process; see ``bentoml_service`` for the JSON.
     """
+    model_path = _model_file(model_path)
     binary = _venv_binary(BENTOML_VENV, "bentoml")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -409,7 +461,7 @@ def start_bentoml(
         str(PEERS_DIR),
     ]
     env = {
-        "BENCH_RF_ONNX": str(Path(model_path).resolve()),
+        "BENCH_RF_ONNX": str(model_path),
         "BENTOML_HOME": str(workdir / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "True",
     }
@@ -424,4 +476,5 @@ def start_bentoml(
         encode=_bento_body,
         decode=_bento_decode,
         startup_timeout=startup_timeout,
+        fatal_markers=("Application startup failed",),
     )
