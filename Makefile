@@ -36,3 +36,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .coverage
+
+bench: $(STAMP)
+	benchmarks/peers/setup.sh
+	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)

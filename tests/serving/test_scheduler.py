@@ -153,3 +153,15 @@ def test_cost_estimate_follows_observed_batches() -> None:
     for _ in range(50):
         sched.observe(100, 0.010)  # 0.1 ms per row measured
     assert sched.cost_per_row == pytest.approx(1e-4, rel=0.01)
+
+
+def test_topping_up_never_exceeds_the_room_left() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        sched = _scheduler(FakeClock())
+        sched.submit(_rows(64, 1), 64)
+        opened = [i.rows for i in sched.take_nowait(100)]
+        sched.submit(_rows(64, 2), 64)
+        topped = [i.rows for i in sched.take_nowait(36, first_always=False)]
+        return opened, topped
+
+    assert run(scenario()) == ([64], [])

@@ -23,6 +23,7 @@ from modelfleet.serving.scheduler import Scheduler, WorkItem, merge, split
 from modelfleet.serving.settings import BatchingConfig
 
 logger = logging.getLogger(__name__)
+_MAX_GATHER_ROUNDS = 8
 
 
 class Batcher:
@@ -36,6 +37,7 @@ class Batcher:
         metrics: ModelMetrics,
         *,
         batchable: bool,
+        cpu_timing: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.scheduler = scheduler
@@ -43,6 +45,7 @@ class Batcher:
         self.config = config
         self.metrics = metrics
         self.batchable = batchable and config.enabled
+        self.cpu_timing = cpu_timing
         self.clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelfleet-runner")
         self._task: asyncio.Task[None] | None = None
@@ -71,14 +74,48 @@ class Batcher:
             items = self._take()
             if not items:
                 continue
-            if self.config.max_wait_ms > 0 and self.batchable:
-                items = await self._fill(items)
+            if self.batchable:
+                items = await self._gather_ready(items)
+                if self.config.max_wait_ms > 0:
+                    items = await self._fill(items)
             await self.run_batch(items)
+            # An inline batch never suspends, and a set event does not either: yield once
+            # so requests that arrived meanwhile are parsed and queued (and can overtake the
+            # rest of a large request) before the next batch is chosen.
+            await asyncio.sleep(0)
 
     def _take(self, room: int | None = None) -> list[WorkItem]:
+        """Open a batch (``room`` None) or top one up with at most ``room`` more rows."""
         if not self.batchable:
             return self.scheduler.take_nowait(1 << 62, max_items=1)
-        return self.scheduler.take_nowait(room or self.config.max_batch_rows)
+        if room is None:
+            return self.scheduler.take_nowait(self.config.max_batch_rows)
+        return self.scheduler.take_nowait(room, first_always=False)
+
+    async def _gather_ready(self, items: list[WorkItem]) -> list[WorkItem]:
+        """Let requests that already reached the server join before the batch closes.
+
+        Bytes sitting in sockets become queued requests only after a loop iteration or
+        two (parse, then the request task runs). Yielding until an iteration brings
+        nothing new costs microseconds for a lone request and, under load, turns a
+        trickle of tiny batches into full ones.
+        """
+        rows = sum(i.rows for i in items)
+        quiet = 0
+        for _ in range(_MAX_GATHER_ROUNDS):
+            if rows >= self.config.max_batch_rows:
+                break
+            await asyncio.sleep(0)
+            more = self._take(self.config.max_batch_rows - rows)
+            if more:
+                items.extend(more)
+                rows += sum(i.rows for i in more)
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet == 2:
+                    break
+        return items
 
     async def _fill(self, items: list[WorkItem]) -> list[WorkItem]:
         deadline = self.clock() + self.config.max_wait_ms / 1000
@@ -105,15 +142,27 @@ class Batcher:
 
     def run_now(self, inputs: dict[str, Any], rows: int) -> dict[str, Any]:
         """Run one request inline on the event loop (see :meth:`can_run_now`)."""
-        start = self.clock()
         self.metrics.queue_wait.observe(0.0)
-        outputs = self.runner.run(inputs)
-        self._observe(rows, 1, self.clock() - start)
+        outputs, wall, cost = self._timed_run(inputs)
+        self._observe(rows, 1, wall, cost)
         return outputs
 
-    def _observe(self, rows: int, requests: int, elapsed: float) -> None:
+    def _timed_run(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], float, float]:
+        """Run and time in the running thread: (outputs, wall seconds, compute seconds).
+
+        The cost estimate must not include waiting for the GIL after a batch ran on the
+        runner thread, or a busy loop would make every batch look expensive and keep it off
+        the loop for good. With one intra-op thread, ONNX Runtime computes in the calling
+        thread, so that thread's CPU time is the model's cost.
+        """
+        wall, cpu = time.perf_counter(), time.thread_time()
+        outputs = self.runner.run(inputs)
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        return outputs, wall, cpu if self.cpu_timing else wall
+
+    def _observe(self, rows: int, requests: int, elapsed: float, cost: float) -> None:
         self.batches += 1
-        self.scheduler.observe(rows, elapsed)
+        self.scheduler.observe(rows, cost)
         self.metrics.inference.observe(elapsed)
         self.metrics.batch_rows.observe(rows)
         self.metrics.batch_requests.observe(requests)
@@ -130,11 +179,13 @@ class Batcher:
             if rows * self.scheduler.cost_per_row <= self.config.inline_budget_ms / 1000:
                 # Cheaper than handing the batch to a thread and back (tens of microseconds):
                 # run it on the event loop.
-                outputs = self.runner.run(inputs)
+                outputs, wall, cost = self._timed_run(inputs)
             else:
                 self.busy = True
                 try:
-                    outputs = await loop.run_in_executor(self._executor, self.runner.run, inputs)
+                    outputs, wall, cost = await loop.run_in_executor(
+                        self._executor, self._timed_run, inputs
+                    )
                 finally:
                     self.busy = False
         except Exception as exc:  # a runtime failure must reach every waiting client
@@ -143,7 +194,7 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(error)
             return
-        self._observe(rows, len(items), self.clock() - start)
+        self._observe(rows, len(items), wall, cost)
         for item, result in zip(items, split(outputs, items), strict=True):
             if not item.future.done():
                 item.future.set_result(result)

@@ -157,13 +157,18 @@ class InferenceCore:
             self._check_rows(rows)
             wanted = self._wanted_outputs(instance, request)
             params = request.parameters
+            priority = 0
+            if params:
+                priority = _int_param(params, "priority")
+                timeout_s = _timeout(params, timeout_s)
+                use_cache = use_cache and params.get("cache", True) is not False
             outputs = await instance.infer(
                 inputs,
                 rows,
                 outputs=wanted,
-                priority=_int_param(params, "priority"),
-                timeout_s=_timeout(params, timeout_s),
-                use_cache=use_cache and params.get("cache", True) is not False,
+                priority=priority,
+                timeout_s=timeout_s,
+                use_cache=use_cache,
             )
             if wanted is not None:
                 outputs = {n: outputs[n] for n in wanted}

@@ -90,6 +90,7 @@ class ModelInstance:
             config.batching,
             self.metrics,
             batchable=self.batchable,
+            cpu_timing=config.threads == 1,
             clock=clock,
         )
         self.cache = (

@@ -50,7 +50,7 @@ class WorkItem:
     future: asyncio.Future[Arrays]
     enqueued: float
     deadline: float | None
-    job: _Job
+    job: _Job | None  # None for a request that was not split
     state: int = QUEUED
 
 
@@ -81,6 +81,12 @@ class Scheduler:
         self._live = 0
         self._requests = 0
         self._ready: asyncio.Event | None = None
+        # Settings read on every submit, copied out of the config once.
+        self._max_queued = config.max_queued_requests
+        self._aging = config.aging
+        self._priority_step = config.priority_step_ms / 1000
+        ms = config.default_timeout_ms
+        self._default_timeout_s = ms / 1000 if ms is not None else None
 
     @property
     def depth(self) -> int:
@@ -89,8 +95,12 @@ class Scheduler:
 
     def _leave(self, item: WorkItem) -> None:
         self._live -= 1
-        item.job.waiting -= 1
-        if item.job.waiting == 0:
+        job = item.job
+        if job is None:
+            self._requests -= 1
+            return
+        job.waiting -= 1
+        if job.waiting == 0:
             self._requests -= 1
 
     def _event(self) -> asyncio.Event:
@@ -105,9 +115,10 @@ class Scheduler:
 
     def key_for(self, rows: int, priority: int, now: float) -> float:
         """The ordering key of a request of ``rows`` rows arriving at ``now``."""
-        level = priority if priority > 0 else DEFAULT_PRIORITY_LEVEL
-        offset = (level - DEFAULT_PRIORITY_LEVEL) * self.config.priority_step_ms / 1000
-        return now + self.config.aging * rows * self.cost_per_row + offset
+        key = now + self._aging * rows * self.cost_per_row
+        if priority > 0:
+            key += (priority - DEFAULT_PRIORITY_LEVEL) * self._priority_step
+        return key
 
     def submit(
         self,
@@ -119,37 +130,38 @@ class Scheduler:
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> list[WorkItem]:
         """Queue a request (split into chunks when large); raise when the queue is full."""
-        if self._requests >= self.config.max_queued_requests:
+        if self._requests >= self._max_queued:
             raise OverloadedError(self.model, self._requests, retry_after=self.config.retry_after_s)
-        parts = self._split(arrays, rows)
         loop = loop or asyncio.get_running_loop()
         now = self.clock()
         key = self.key_for(rows, priority, now)
-        timeout = timeout_s if timeout_s is not None else self._default_timeout()
-        deadline = now + timeout if timeout is not None else None
-        items = []
-        job = _Job(len(parts))
-        for part_arrays, part_rows in parts:
-            item = WorkItem(part_arrays, part_rows, loop.create_future(), now, deadline, job)
-            heapq.heappush(self._heap, (key, next(self._seq), item))
-            items.append(item)
-        self._live += len(items)
-        self._requests += 1
-        self._event().set()
-        return items
-
-    def _default_timeout(self) -> float | None:
-        ms = self.config.default_timeout_ms
-        return ms / 1000 if ms is not None else None
-
-    def _split(self, arrays: Arrays, rows: int) -> list[tuple[Arrays, int]]:
+        if timeout_s is None:
+            timeout_s = self._default_timeout_s
+        deadline = None if timeout_s is None else now + timeout_s
         size = self.chunk_rows
         if size is None or rows <= size:
-            return [(arrays, rows)]
-        return [
-            ({k: v[start : start + size] for k, v in arrays.items()}, min(size, rows - start))
-            for start in range(0, rows, size)
-        ]
+            # The common case: one item, no job bookkeeping.
+            item = WorkItem(arrays, rows, loop.create_future(), now, deadline, None)
+            heapq.heappush(self._heap, (key, next(self._seq), item))
+            items = [item]
+        else:
+            starts = range(0, rows, size)
+            job = _Job(len(starts))
+            items = []
+            for start in starts:
+                part = {k: v[start : start + size] for k, v in arrays.items()}
+                item = WorkItem(
+                    part, min(size, rows - start), loop.create_future(), now, deadline, job
+                )
+                heapq.heappush(self._heap, (key, next(self._seq), item))
+                items.append(item)
+        self._live += len(items)
+        self._requests += 1
+        ready = self._ready
+        if ready is None:
+            ready = self._ready = asyncio.Event()
+        ready.set()
+        return items
 
     def cancel(self, item: WorkItem) -> bool:
         """Drop a queued item (it stays in the heap until popped); False if already started."""
@@ -159,10 +171,14 @@ class Scheduler:
         self._leave(item)
         return True
 
-    def take_nowait(self, max_rows: int, *, max_items: int | None = None) -> list[WorkItem]:
+    def take_nowait(
+        self, max_rows: int, *, max_items: int | None = None, first_always: bool = True
+    ) -> list[WorkItem]:
         """Pop runnable items in key order while they fit in ``max_rows`` rows.
 
-        Expired items are failed with :class:`DeadlineExceededError` and never run.
+        The first item is taken even if larger than ``max_rows`` (a batch of one), unless
+        ``first_always`` is False (when topping up a batch that is already open). Expired
+        items are failed with :class:`DeadlineExceededError` and never run.
         """
         taken: list[WorkItem] = []
         rows = 0
@@ -176,7 +192,9 @@ class Scheduler:
                 heapq.heappop(self._heap)
                 self._expire(item)
                 continue
-            if taken and (rows + item.rows > max_rows or len(taken) == max_items):
+            if (taken or not first_always) and (
+                rows + item.rows > max_rows or len(taken) == max_items
+            ):
                 break
             heapq.heappop(self._heap)
             item.state = STARTED

@@ -79,6 +79,8 @@ def _uvicorn_config(app: ServingApp, config: ServeConfig, log_level: str) -> uvi
         access_log=False,
         timeout_graceful_shutdown=int(server.drain_timeout_s) + 5,
         server_header=False,
+        # modelfleet reads no client address; skip uvicorn's per-request header rewriting.
+        proxy_headers=False,
     )
 
 

@@ -58,7 +58,7 @@ class SchedulerConfig(_Section):
         4096, ge=1, description="queued requests beyond which clients get 503"
     )
     aging: float = Field(
-        8.0,
+        64.0,
         gt=0,
         description="a request may be overtaken by work arriving up to aging x its own "
         "estimated run time after it",
