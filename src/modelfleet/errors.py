@@ -17,6 +17,8 @@
     │   └── VerificationError
     ├── QuantizeError
     │   └── AccuracyDropError
+    ├── BuildError
+    ├── DeployError
     └── ServingError
         ├── InvalidInputError          400
         ├── UnknownModelError          404
@@ -209,6 +211,14 @@ class AccuracyDropError(QuantizeError):
             f"(drop {before - after:.4f} > allowed {max_drop:.4f}); no version was created",
             hint="raise --max-drop, use --method static with calibration data, or keep fp32",
         )
+
+
+class BuildError(ModelfleetError):
+    """A container image or its build context could not be produced."""
+
+
+class DeployError(ModelfleetError):
+    """Kubernetes manifests could not be rendered, applied or rolled out."""
 
 
 class ServingError(ModelfleetError):

@@ -140,11 +140,12 @@ class ModelRepository:
             raise ArtifactCorruptedError(str(path), expected=expected, actual=digest)
         return ModelSource(
             name=handle.name,
-            version="1",
+            version=handle.config.version or "1",
             variant=handle.config.variant or "fp32",
             sha256=digest,
             graph=graph,
             origin=str(path),
+            metrics=dict(handle.config.metrics),
         )
 
     # -- loading --------------------------------------------------------------------------

@@ -94,6 +94,10 @@ class ModelConfig(_Section):
         None, description="serve this variant of the referenced version; None: as referenced"
     )
     sha256: str | None = Field(None, description="expected digest when ref is a file")
+    version: str | None = Field(None, description="version reported for a file ref (images)")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="recorded metrics of a file ref (gate the cache)"
+    )
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
     follow: bool = Field(True, description="hot swap when a name@stage ref moves")
     batching: BatchingConfig = Field(default_factory=BatchingConfig)  # type: ignore[arg-type]
