@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= all,dev
 
-.PHONY: demo test check format bench system-deps venv clean
+.PHONY: demo test e2e check format bench system-deps venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,19 @@ venv: $(STAMP)
 system-deps:
 	@scripts/install-system-deps.sh
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: system-deps $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e" --cov --cov-report=term $(PYTEST_ARGS)
+
+# A real single-node Kubernetes (built from Debian's source package) for the end-to-end test.
+e2e: system-deps $(STAMP)
+	scripts/k8s/build.sh
+	scripts/k8s/down.sh
+	scripts/k8s/up.sh
+	trap 'scripts/k8s/down.sh' EXIT; KUBECONFIG=$${K8S_RUN:-/tmp/modelfleet-k8s}/kubeconfig \
+	  $(BIN)/python -m pytest -m e2e -p no:cacheprovider -s tests/e2e $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples

@@ -245,6 +245,65 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
         log.close()
 
 
+def ship(settings: Any, Xg_test: np.ndarray) -> None:
+    from modelfleet.build.context import LOCAL_BASE, build
+    from modelfleet.build.engines import find_engine
+    from modelfleet.build.local import run_container
+    from modelfleet.deploy import DeploySpec, render, write
+    from modelfleet.refs import Stage
+
+    engine = find_engine("auto")
+    base = LOCAL_BASE
+    if engine is not None and engine.name == "podman":
+        exists = subprocess.run(["podman", "image", "exists", LOCAL_BASE], check=False)
+        if exists.returncode != 0:
+            from modelfleet.build.baseimage import make_base_image
+
+            console.print("making the local base image (Debian minbase + python3, ~1 min)…")
+            make_base_image(engine, tag=LOCAL_BASE)
+    with mf.Registry.open(settings) as reg:
+        result = build(
+            reg,
+            "cancer-gbt@qa",
+            Stage.QA,
+            out=settings.home / "build-cancer-gbt-qa",
+            cache=settings.home / "build-cache",
+            engine=engine,
+            base=base,
+        )
+        version = reg.get("cancer-gbt@qa")
+    console.print(
+        f"SBOM: {result.sbom_components} components; scan: {result.vulnerability_summary}"
+    )
+    if result.image is None or engine is None:
+        console.print(f"no container engine: the build context is in {result.context}")
+    else:
+        console.print(
+            f"image {result.tag}: {result.image.size / 1e6:.1f} MB ({result.image.digest[:19]}…)"
+        )
+        with run_container(engine.name, result.tag) as container, Client(container.url) as client:
+            label = client.predict("cancer-gbt", Xg_test[:1])["label"].tolist()
+            uid = container.exec("id", "-u").stdout.strip()
+        console.print(
+            f"container answered at {container.url}: label {label} (uid {uid}, "
+            "read-only root, no capabilities)"
+        )
+    onnx = version.artifact("onnx")
+    for stage, extra in ((Stage.QA, {}), (Stage.PROD, {"autoscale": (2, 8), "queue_target": 20})):
+        spec = DeploySpec(
+            model=version.name,
+            version=version.version,
+            variant=version.variant.value,
+            environment=stage,
+            image=result.tag.replace("-qa", f"-{stage.value}"),
+            artifact_sha256=onnx.sha256 if onnx else "",
+            metrics=dict(version.metrics),
+            **extra,
+        )  # type: ignore[arg-type]
+        files = write(render(spec), settings.home / "manifests" / stage.value)
+        console.print(f"{stage.value}: {len(files)} manifests in {files[0].parent}")
+
+
 def _sample_sum(text: str, name: str, selector: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -312,6 +371,9 @@ def main() -> int:
 
     console.rule("6. serve the qa versions and call them (V2 JSON, V2 binary via the SDK, v1)")
     serve_and_call(home, Xg_test, Xn_test)
+
+    console.rule("7. ship: image per model x version x environment, run it, Kubernetes manifests")
+    ship(settings, Xg_test)
     console.print(f"registry: {home}  (try: modelfleet --home {home} versions digits-mlp)")
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0

@@ -85,3 +85,5 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "V2 binary (SDK)" in out
     assert "KServe v1" in out
     assert "output cache: 200 hits" in out
+    assert "prod: 9 manifests" in out
+    assert "container answered at" in out  # podman is installed by make test

@@ -70,8 +70,8 @@ class Settings(BaseSettings):
         description='fsspec storage options, e.g. {"endpoint_url": "http://minio:9000"}',
     )
     user: str | None = Field(None, description="name recorded in the audit trail; default: login")
-    freeze: FreezeSettings = Field(default_factory=FreezeSettings)  # type: ignore[arg-type]
-    quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)  # type: ignore[arg-type]
+    freeze: FreezeSettings = Field(default_factory=FreezeSettings)
+    quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -89,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("MODELFLEET_DEBUG") == "1"
     # Command modules register themselves on import.
-    from modelfleet.cli import build_cmds, freeze_cmds, registry_cmds, serve_cmds  # noqa: F401
+    from modelfleet.cli import (  # noqa: F401
+        build_cmds,
+        deploy_cmds,
+        freeze_cmds,
+        registry_cmds,
+        serve_cmds,
+    )
 
     try:
         # Standalone mode lets typer report usage errors (exit 2) and --help itself; it ends

@@ -31,7 +31,7 @@ def parse_tokens(text: str) -> tuple[TokenConfig, ...]:
             raise ConfigError(f"invalid token entry {item!r}", hint="write name:sha256:infer+admin")
         name, digest, scopes = parts
         try:
-            tokens.append(TokenConfig(name=name, sha256=digest, scopes=tuple(scopes.split("+"))))  # type: ignore[arg-type]
+            tokens.append(TokenConfig(name=name, sha256=digest, scopes=tuple(scopes.split("+"))))
         except ValueError as exc:
             raise ConfigError(f"invalid token entry {name!r}: {exc}") from None
     return tuple(tokens)

@@ -100,9 +100,9 @@ class ModelConfig(_Section):
     )
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads")
     follow: bool = Field(True, description="hot swap when a name@stage ref moves")
-    batching: BatchingConfig = Field(default_factory=BatchingConfig)  # type: ignore[arg-type]
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)  # type: ignore[arg-type]
-    cache: CacheConfig = Field(default_factory=CacheConfig)  # type: ignore[arg-type]
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
 
 class TokenConfig(_Section):
@@ -131,7 +131,7 @@ class ServerConfig(_Section):
 class ServeConfig(_Section):
     """Everything ``modelfleet serve`` needs."""
 
-    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
+    server: ServerConfig = Field(default_factory=ServerConfig)
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("models")

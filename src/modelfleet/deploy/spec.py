@@ -1,0 +1,127 @@
+"""What to deploy: a model version's image in an environment, with its resources and scaling."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from modelfleet.errors import DeployError
+from modelfleet.refs import Stage
+
+_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def k8s_name(name: str) -> str:
+    """A DNS-1123 label from a model name: lower case, '-' for anything else, 1-53 chars."""
+    cleaned = _DNS.sub("-", name.lower()).strip("-")[:53].strip("-")
+    if not cleaned:
+        raise DeployError(f"cannot derive a Kubernetes name from {name!r}")
+    return cleaned
+
+
+def _positive_quantity(value: str) -> bool:
+    try:
+        from kubernetes.utils.quantity import parse_quantity
+    except ImportError:  # the k8s extra is optional for rendering; the pattern still holds
+        return True
+    try:
+        return bool(parse_quantity(value) > 0)
+    except ValueError:
+        return False
+
+
+def check_quantity(value: str, what: str) -> str:
+    """Validate a Kubernetes resource quantity (``500m``, ``2``, ``512Mi``)."""
+    ok = bool(re.fullmatch(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", value))
+    ok = ok and _positive_quantity(value)
+    if not ok:
+        raise DeployError(
+            f"invalid {what} {value!r}",
+            hint="use a Kubernetes quantity such as 500m or 2 (CPU), 512Mi or 2Gi (memory)",
+        )
+    return value
+
+
+@dataclass
+class DeploySpec:
+    """Everything the manifests are rendered from."""
+
+    model: str
+    version: int
+    variant: str
+    environment: Stage
+    image: str
+    artifact_sha256: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    namespace: str | None = None
+    replicas: int = 2
+    autoscale: tuple[int, int] | None = None
+    target_cpu: int = 70
+    queue_target: float | None = None
+    cpu: str = "500m"
+    cpu_limit: str | None = "2"
+    memory: str = "512Mi"
+    memory_limit: str | None = "1Gi"
+    gpu: int = 0
+    port: int = 8080
+    drain_seconds: int = 30
+    latency_p99_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise DeployError(f"replicas must be at least 1, got {self.replicas}")
+        if self.autoscale is not None:
+            low, high = self.autoscale
+            if not 1 <= low <= high:
+                raise DeployError(
+                    f"invalid autoscale range {low}:{high}",
+                    hint="write MIN:MAX with 1 <= MIN <= MAX",
+                )
+        if not 1 <= self.target_cpu <= 100:
+            raise DeployError(f"target CPU must be 1-100 percent, got {self.target_cpu}")
+        if self.gpu < 0:
+            raise DeployError(f"--gpu must be 0 or more, got {self.gpu}")
+        check_quantity(self.cpu, "CPU request")
+        check_quantity(self.memory, "memory request")
+        if self.cpu_limit:
+            check_quantity(self.cpu_limit, "CPU limit")
+        if self.memory_limit:
+            check_quantity(self.memory_limit, "memory limit")
+
+    @property
+    def name(self) -> str:
+        """The Deployment/Service name."""
+        return k8s_name(self.model)
+
+    @property
+    def ns(self) -> str:
+        """Namespace: one per environment unless given."""
+        return self.namespace or f"modelfleet-{self.environment.value}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels that select this model's pods (stable across versions)."""
+        return {
+            "app.kubernetes.io/name": self.name,
+            "app.kubernetes.io/part-of": "modelfleet",
+            "modelfleet.io/environment": self.environment.value,
+        }
+
+    @property
+    def version_labels(self) -> dict[str, str]:
+        """Labels that change with the version (pods and their template)."""
+        return {
+            **self.labels,
+            "app.kubernetes.io/version": str(self.version),
+            "modelfleet.io/variant": self.variant,
+        }
+
+
+def parse_autoscale(text: str | None) -> tuple[int, int] | None:
+    """``MIN:MAX`` → ``(MIN, MAX)``."""
+    if not text:
+        return None
+    low, sep, high = text.partition(":")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise DeployError(f"invalid --autoscale {text!r}", hint="write MIN:MAX, e.g. 2:10")
+    return int(low), int(high)
