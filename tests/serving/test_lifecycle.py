@@ -214,3 +214,29 @@ def test_workers_share_the_port_and_report_whole_metrics(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+def test_lame_duck_answers_with_connection_close_then_refuses(
+    settings: Settings, registry: Registry
+) -> None:
+    mf.register(sum_graph(), name="adder", registry=registry)
+    config = settings.home / "serve.yaml"
+    config.write_text("server: {lame_duck_s: 1.5}\nmodels: [{ref: adder}]\n")
+    proc, url = _cli_server(settings.home, "--config", str(config))
+    with httpx.Client(base_url=url) as client:
+        assert (
+            client.post("/v2/models/adder/infer", json=_row()).headers.get("connection") != "close"
+        )
+        proc.send_signal(signal.SIGTERM)
+        _wait(lambda: client.get("/v2/health/ready").status_code == 503, timeout=10)
+        during = client.post("/v2/models/adder/infer", json=_row())
+        assert during.status_code == 200
+        assert during.headers["connection"] == "close"
+        _wait(
+            lambda: (
+                proc.poll() is not None
+                or client.post("/v2/models/adder/infer", json=_row()).status_code == 503
+            ),
+            timeout=10,
+        )
+    assert proc.wait(timeout=30) == 0

@@ -61,7 +61,14 @@ def config_map(spec: DeploySpec) -> Any:
     """The serve config mounted over the image's (batching, limits, cache can change here)."""
     k = _client()
     config = {
-        "server": {"host": "0.0.0.0", "port": spec.port, "drain_timeout_s": spec.drain_seconds},  # noqa: S104
+        "server": {
+            "host": "0.0.0.0",  # noqa: S104 - inside the pod
+            "port": spec.port,
+            "drain_timeout_s": spec.drain_seconds,
+            # After the preStop pause the endpoint is gone; clients still holding a
+            # kept-alive connection get answers with 'Connection: close' and reconnect.
+            "lame_duck_s": 5,
+        },
         "models": [
             {
                 "ref": "/opt/modelfleet/model.onnx",
@@ -135,7 +142,7 @@ def deployment(spec: DeploySpec) -> Any:
     pod = k.V1PodSpec(
         automount_service_account_token=False,
         enable_service_links=False,
-        termination_grace_period_seconds=spec.drain_seconds + 15,
+        termination_grace_period_seconds=spec.drain_seconds + 20,
         security_context=k.V1PodSecurityContext(
             run_as_non_root=True,
             run_as_user=10001,

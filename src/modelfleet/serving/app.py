@@ -54,6 +54,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 _JSON = b"application/json"
+_CLOSE = (b"connection", b"close")
 
 
 def error_status(exc: BaseException) -> int:
@@ -206,6 +207,8 @@ class ServingApp:
                 else [(HEADER_LENGTH.encode(), str(header_length).encode())]
             )
             kind = _JSON if header_length is None else b"application/octet-stream"
+            if self.core.draining:
+                extra.append(_CLOSE)  # move kept-alive clients to another replica
             await _send(send, 200, payload, kind, extra)
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(send, exc)
@@ -225,7 +228,8 @@ class ServingApp:
                 use_cache="no-cache" not in headers.get("cache-control", ""),
             )
             instance = result.instance
-            await _send(send, 200, encode_v1(result.outputs, signature), _JSON, [])
+            extra = [_CLOSE] if self.core.draining else []
+            await _send(send, 200, encode_v1(result.outputs, signature), _JSON, extra)
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(send, exc)
         self._count(name, instance, "v1", status, started)
@@ -244,7 +248,10 @@ class ServingApp:
         status = error_status(exc)
         if status >= 500 and not isinstance(exc, ServingError):
             logger.error("request failed", exc_info=exc)
-        await _send(send, status, error_body(exc), _JSON, _error_headers(exc))
+        headers = _error_headers(exc)
+        if self.core.draining:
+            headers.append(_CLOSE)
+        await _send(send, status, error_body(exc), _JSON, headers)
         return status
 
     async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class InferenceCore:
         self.repository = repository
         self.metrics = metrics
         self.draining = False
+        self.lame_duck_until = 0.0
         self.started = False
         self.inflight = 0
         self._idle = asyncio.Event()
@@ -127,7 +129,7 @@ class InferenceCore:
     # -- inference ------------------------------------------------------------------------
 
     def _enter(self) -> None:
-        if self.draining:
+        if self.draining and time.monotonic() >= self.lame_duck_until:
             raise UnavailableError(
                 "the server is shutting down", hint="retry; another replica will answer"
             )
@@ -223,9 +225,10 @@ class InferenceCore:
     # -- shutdown -------------------------------------------------------------------------
 
     def begin_drain(self) -> None:
-        """Stop taking requests; readiness turns false."""
+        """Readiness turns false; after the lame-duck period new requests are refused."""
         if not self.draining:
             logger.info("draining: %d requests in flight", self.inflight)
+            self.lame_duck_until = time.monotonic() + self.config.server.lame_duck_s
         self.draining = True
 
     async def wait_idle(self, timeout_s: float) -> bool:

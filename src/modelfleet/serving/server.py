@@ -61,7 +61,10 @@ class DrainingServer(uvicorn.Server):
         """Exit once drained (or the drain timeout passed)."""
         if self.drain_started is not None and not self.should_exit:
             waited = time.monotonic() - self.drain_started
-            if self.serving.core.inflight == 0 or waited > self.serving.config.drain_timeout_s:
+            config = self.serving.config
+            lame_duck_over = waited >= config.lame_duck_s
+            idle = self.serving.core.inflight == 0
+            if (idle and lame_duck_over) or waited > config.lame_duck_s + config.drain_timeout_s:
                 self.should_exit = True
         return await super().on_tick(counter)
 

@@ -125,6 +125,13 @@ class ServerConfig(_Section):
     open_paths: tuple[Literal["health", "metrics", "docs"], ...] = ("health", "metrics", "docs")
     poll_interval_s: float = Field(10.0, gt=0, description="how often name@stage refs are checked")
     drain_timeout_s: float = Field(30.0, ge=0, description="how long SIGTERM waits for requests")
+    lame_duck_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="after SIGTERM, keep answering for this long with 'Connection: close' "
+        "(clients on kept-alive connections move to other replicas) before refusing with 503",
+    )
     warmup: bool = Field(True, description="run one request through each model before ready")
 
 
