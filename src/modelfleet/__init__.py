@@ -20,7 +20,8 @@ _LAZY = {
     "StageEvent": "modelfleet.registry",
     "Task": "modelfleet.registry",
     "Variant": "modelfleet.registry",
-    "freeze": "modelfleet.sdk",
+    # not "freeze": that name is the modelfleet.freeze subpackage
+    "freeze_version": "modelfleet.sdk",
     "get": "modelfleet.sdk",
     "promote": "modelfleet.sdk",
     "quantize": "modelfleet.sdk",
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     )
     from modelfleet.refs import ModelRef, Stage, parse_ref
     from modelfleet.registry import ModelVersion, Registry, StageEvent, Task, Variant
-    from modelfleet.sdk import freeze, get, promote, quantize, register, register_file
+    from modelfleet.sdk import freeze_version, get, promote, quantize, register, register_file
     from modelfleet.signature import Signature, TensorSpec
 
 
@@ -119,7 +120,7 @@ __all__ = [
     "Variant",
     "VerificationError",
     "__version__",
-    "freeze",
+    "freeze_version",
     "get",
     "load_settings",
     "parse_ref",

@@ -232,7 +232,7 @@ def _signature(frozen: FrozenGraph | None, model: Any, adapter: Adapter, sample:
     return adapter.input_signature(sample)
 
 
-def freeze(
+def freeze_version(
     ref: str,
     *,
     atol: float | None = None,

@@ -162,12 +162,12 @@ def test_freeze_later_from_the_stored_source(registry: Registry) -> None:
     model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     version = mf.register(model, name="late", sample_input=X, freeze=False, registry=registry)
     assert version.artifact("onnx") is None
-    frozen = mf.freeze("late:1", registry=registry)
+    frozen = mf.freeze_version("late:1", registry=registry)
     assert frozen.artifact("onnx") is not None
     assert (frozen.verification or {})["label_agreement"] == 1.0
     assert frozen.signature.output_names == ["label", "probabilities"]
     with pytest.raises(mf.RegistryError, match="already frozen"):
-        mf.freeze("late:1", registry=registry)
+        mf.freeze_version("late:1", registry=registry)
 
 
 def test_sample_is_required_to_freeze(registry: Registry) -> None:

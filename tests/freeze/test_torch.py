@@ -63,7 +63,7 @@ def test_single_row_sample_still_gets_a_batch_axis(registry: Registry) -> None:
 def test_stored_program_freezes_again_later(registry: Registry) -> None:
     net = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     mf.register(net, name="later", sample_input=_sample(), freeze=False, registry=registry)
-    frozen = mf.freeze("later:1", registry=registry)
+    frozen = mf.freeze_version("later:1", registry=registry)
     assert (frozen.verification or {})["max_abs_diff"] < 1e-4
 
 

@@ -221,7 +221,7 @@ def test_lame_duck_answers_with_connection_close_then_refuses(
 ) -> None:
     mf.register(sum_graph(), name="adder", registry=registry)
     config = settings.home / "serve.yaml"
-    config.write_text("server: {lame_duck_s: 1.5}\nmodels: [{ref: adder}]\n")
+    config.write_text("server: {lame_duck_s: 8}\nmodels: [{ref: adder}]\n")
     proc, url = _cli_server(settings.home, "--config", str(config))
     with httpx.Client(base_url=url) as client:
         assert (

@@ -29,7 +29,7 @@ def freeze(
     """Convert a version's source model to a verified ONNX graph."""
     st = state(ctx)
     with st.registry() as reg:
-        version = sdk.freeze(
+        version = sdk.freeze_version(
             ref, atol=atol, min_agreement=min_agreement, settings=st.settings, registry=reg
         )
     if as_json:
