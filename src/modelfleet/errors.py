@@ -19,6 +19,7 @@
     │   └── AccuracyDropError
     ├── BuildError
     ├── DeployError
+    ├── JobError
     └── ServingError
         ├── InvalidInputError          400
         ├── UnknownModelError          404
@@ -219,6 +220,10 @@ class BuildError(ModelfleetError):
 
 class DeployError(ModelfleetError):
     """Kubernetes manifests could not be rendered, applied or rolled out."""
+
+
+class JobError(ModelfleetError):
+    """A job could not be submitted, found or changed."""
 
 
 class ServingError(ModelfleetError):

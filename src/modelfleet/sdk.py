@@ -35,6 +35,7 @@ from modelfleet.registry.registry import ArtifactPayload, Registry
 from modelfleet.signature import Signature, prepare_inputs
 
 SAMPLE_MEDIA_TYPE = "application/x-npz"
+PROFILE_MEDIA_TYPE = "application/vnd.modelfleet.profile+json"
 _FRAMEWORK_PACKAGES = {"sklearn": ("scikit-learn", "skl2onnx", "skops"), "torch": ("torch",)}
 
 
@@ -88,6 +89,8 @@ def register(
     task: str | Task | None = None,
     training_data: Any = None,
     freeze: bool = True,
+    lineage_extra: Mapping[str, Any] | None = None,
+    profile_from: Any = None,
     settings: Settings | None = None,
     registry: Registry | None = None,
 ) -> ModelVersion:
@@ -95,7 +98,8 @@ def register(
 
     The model is stored in a safe format (skops, torch.export, ONNX), frozen to a verified
     ONNX graph unless ``freeze=False``, and recorded with its signature, metrics, params,
-    tags and lineage. Returns the new version.
+    tags and lineage. ``profile_from(signature)`` may return the training data's reference
+    profile (stored for drift checks). Returns the new version.
     """
     adapter = find_adapter(model)
     loaded = LoadedModel(model, adapter, None)
@@ -112,6 +116,8 @@ def register(
         source_uri=None,
         settings=settings,
         registry=registry,
+        lineage_extra=lineage_extra,
+        profile_from=profile_from,
     )
 
 
@@ -166,6 +172,8 @@ def _register(
     source_uri: str | None,
     settings: Settings | None,
     registry: Registry | None,
+    lineage_extra: Mapping[str, Any] | None = None,
+    profile_from: Any = None,
 ) -> ModelVersion:
     validate_name(name)
     settings = settings or load_settings()
@@ -182,13 +190,17 @@ def _register(
         payloads.append(
             ArtifactPayload(Role.SAMPLE, encode_sample(sample_input), SAMPLE_MEDIA_TYPE)
         )
+    signature = _signature(frozen, model, adapter, sample_input)
+    if profile_from is not None:
+        profile = json.dumps(profile_from(signature), sort_keys=True).encode()
+        payloads.append(ArtifactPayload(Role.PROFILE, profile, PROFILE_MEDIA_TYPE))
     commit, dirty = git_state()
     draft = VersionDraft(
         name=name,
         framework=adapter.framework,
         framework_version=adapter.framework_version(),
         task=resolved_task,
-        signature=_signature(frozen, model, adapter, sample_input),
+        signature=signature,
         metrics=clean_metrics,
         params=clean_params,
         tags={str(k): str(v) for k, v in (tags or {}).items()},
@@ -197,6 +209,7 @@ def _register(
             git_commit=commit,
             git_dirty=dirty,
             source_uri=source_uri,
+            extra=dict(lineage_extra or {}),
         ),
         environment=runtime_environment(*_FRAMEWORK_PACKAGES.get(adapter.framework, ())),
         verification=frozen.verification if frozen else None,

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         build_cmds,
         deploy_cmds,
         freeze_cmds,
+        jobs_cmds,
         registry_cmds,
         serve_cmds,
     )

@@ -17,6 +17,7 @@ class Role(StrEnum):
     SOURCE = "source"  # the model as trained (skops, ExportedProgram, TorchScript, ONNX)
     ONNX = "onnx"  # the frozen graph that serving loads
     SAMPLE = "sample"  # the sample input (npz), reused for verification and calibration
+    PROFILE = "profile"  # the training data's reference profile (JSON), for drift
 
 
 class Task(StrEnum):
