@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -187,6 +188,7 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
             "serve",
             "cancer-gbt@qa",
             "digits-mlp@qa",
+            "churn@qa",
             "--port",
             str(port),
         ],
@@ -225,6 +227,24 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
             table.add_row(
                 "digits-mlp", "V2 binary (SDK)", "64", f"digits {labels[:5].tolist()}…", f"{ms:.3f}"
             )
+            customers = pd.DataFrame(
+                {
+                    "tenure": np.array([2, 60], dtype=np.int64),
+                    "monthly": np.array([140.0, 25.0], dtype=np.float32),
+                    "calls": np.array([6, 0], dtype=np.int64),
+                    "plan": ["basic", "pro"],
+                }
+            )
+            churn = client.predict("churn", customers)
+            risk = churn["probabilities"][:, 1]
+            ms = _median_ms(lambda: client.predict("churn", customers, cache=False))
+            table.add_row(
+                "churn",
+                "V2 binary (SDK, DataFrame)",
+                "2",
+                f"churn risk {risk[0]:.2f} vs {risk[1]:.2f}",
+                f"{ms:.3f}",
+            )
             v1 = http.post(
                 "/v1/models/digits-mlp:predict", json={"instances": Xn_test[:2].tolist()}
             ).json()
@@ -243,6 +263,17 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log.close()
+
+
+def train_as_job(home: Path) -> None:
+    env = {**os.environ, "MODELFLEET_HOME": str(home)}
+    cli = [sys.executable, "-m", "modelfleet"]
+    pipeline = str(Path(__file__).parent / "churn" / "pipeline.py")
+    subprocess.run([*cli, "jobs", "submit", pipeline, "--param", "seed=0"], env=env, check=True)
+    subprocess.run(
+        [*cli, "worker", "--once", "--lease", "15"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    subprocess.run([*cli, "jobs", "show", "1"], env=env, check=True)
 
 
 def ship(settings: Any, Xg_test: np.ndarray) -> None:
@@ -317,7 +348,8 @@ def main() -> int:
     shutil.rmtree(home, ignore_errors=True)
     settings = load_settings(home=home)
     started = time.monotonic()
-    console.rule("1. train")
+    console.rule("1. train: the churn pipeline as a job on the queue, run by a local worker")
+    train_as_job(home)
     gbt, Xg_train, Xg_test, _, yg_test, gbt_acc = train_tabular()
     net, Xn_train, Xn_test, _, yn_test, net_acc = train_torch()
     console.print(f"cancer-gbt test accuracy {gbt_acc:.4f}; digits-mlp test accuracy {net_acc:.4f}")
@@ -351,7 +383,7 @@ def main() -> int:
         console.print(note)
 
     console.rule("4. promote to qa behind a requirement")
-    for name in ("cancer-gbt", "digits-mlp"):
+    for name in ("churn", "cancer-gbt", "digits-mlp"):
         with mf.Registry.open(settings) as reg:
             versions = reg.versions(name)
         smallest = min(

@@ -78,6 +78,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    assert "job 1: succeeded after 1 attempt(s)" in out  # trained by a worker off the queue
+    assert "churn@qa -> churn:1" in out
+    assert "churn risk" in out  # a DataFrame answered through the SDK client
     assert "digits-mlp:1 -> digits-mlp:2: fp16 accepted" in out
     assert "tree ensembles have none" in out
     assert "cancer-gbt@qa -> cancer-gbt:1" in out
