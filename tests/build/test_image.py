@@ -1,4 +1,4 @@
-"""A real podman build and run: answers V2, runs as non-root on a read-only root, fits its budget."""
+"""A real podman build and run: answers V2, non-root on a read-only root, within its budget."""
 
 from __future__ import annotations
 
@@ -44,18 +44,31 @@ def built(
     podman: ImageEngine, registry: Registry, settings: Settings, tmp_path: Path
 ) -> Iterator[tuple[mf.ModelVersion, str]]:
     model, X, y = logistic_pipeline()
-    version = mf.register(model, name="iris-img", sample_input=X[:20],
-                          metrics={"accuracy": model.score(X, y)}, registry=registry)
-    result = build(registry, "iris-img:1", Stage.QA, out=tmp_path / "ctx",
-                   cache=settings.home / "cache", engine=podman, base=LOCAL_BASE)
+    version = mf.register(
+        model,
+        name="iris-img",
+        sample_input=X[:20],
+        metrics={"accuracy": model.score(X, y)},
+        registry=registry,
+    )
+    result = build(
+        registry,
+        "iris-img:1",
+        Stage.QA,
+        out=tmp_path / "ctx",
+        cache=settings.home / "cache",
+        engine=podman,
+        base=LOCAL_BASE,
+    )
     assert result.image is not None
     yield version, result.tag
     subprocess.run(["podman", "rmi", "-f", result.tag], capture_output=True, check=False)
 
 
 def _inspect(tag: str) -> dict:
-    out = subprocess.run(["podman", "image", "inspect", tag], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        ["podman", "image", "inspect", tag], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)[0]
 
 
@@ -78,8 +91,11 @@ def test_image_serves_v2_as_nonroot_on_a_readonly_root(built: tuple[mf.ModelVers
 
 
 def test_labels_budget_and_cache_reuse(
-    built: tuple[mf.ModelVersion, str], podman: ImageEngine, registry: Registry,
-    settings: Settings, tmp_path: Path,
+    built: tuple[mf.ModelVersion, str],
+    podman: ImageEngine,
+    registry: Registry,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     version, tag = built
     info = _inspect(tag)
@@ -92,10 +108,19 @@ def test_labels_budget_and_cache_reuse(
     health = info.get("Healthcheck") or info["Config"].get("Healthcheck") or {}
     assert "/v2/health/ready" in " ".join(health.get("Test", []))
     added = info["Size"] - _inspect(LOCAL_BASE)["Size"]
-    print(f"base {_inspect(LOCAL_BASE)['Size'] / 1e6:.1f} MB, added {added / 1e6:.1f} MB, "
-          f"total {info['Size'] / 1e6:.1f} MB")
+    print(
+        f"base {_inspect(LOCAL_BASE)['Size'] / 1e6:.1f} MB, added {added / 1e6:.1f} MB, "
+        f"total {info['Size'] / 1e6:.1f} MB"
+    )
     assert added <= BUDGET_BYTES
-    again = build(registry, "iris-img:1", Stage.QA, out=tmp_path / "ctx2",
-                  cache=settings.home / "cache", engine=podman, base=LOCAL_BASE)
+    again = build(
+        registry,
+        "iris-img:1",
+        Stage.QA,
+        out=tmp_path / "ctx2",
+        cache=settings.home / "cache",
+        engine=podman,
+        base=LOCAL_BASE,
+    )
     assert again.image is not None
     assert again.image.digest == _inspect(tag)["Digest"]  # same inputs, same image (cache)

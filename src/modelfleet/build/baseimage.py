@@ -43,7 +43,9 @@ def debian_mirror() -> str:
             text = path.read_text()
         except OSError:
             continue
-        for match in re.finditer(r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s", text, re.M):
+        for match in re.finditer(
+            r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s", text, re.M
+        ):
             return match.group(1)
     return "http://deb.debian.org/debian"
 
@@ -66,12 +68,20 @@ def make_base_image(
         root = Path(tmp) / "rootfs"
         # binutils lets the image build strip its shared libraries (the install stage only:
         # the final image copies the stripped files, not the tools).
-        argv = [debootstrap, "--variant=minbase", "--include=python3,binutils", suite, str(root),
-                mirror or debian_mirror()]
+        argv = [
+            debootstrap,
+            "--variant=minbase",
+            "--include=python3,binutils",
+            suite,
+            str(root),
+            mirror or debian_mirror(),
+        ]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
         if result.returncode != 0:
             tail = "\n".join(result.stderr.strip().splitlines()[-6:])
-            raise BuildError(f"debootstrap failed:\n{tail}", hint="check the Debian mirror is reachable")
+            raise BuildError(
+                f"debootstrap failed:\n{tail}", hint="check the Debian mirror is reachable"
+            )
         for rel in _TRIM:
             _empty(root / rel)
         _empty(root / "usr/share/locale", keep={"locale.alias"})
@@ -82,6 +92,7 @@ def make_base_image(
             raise BuildError(f"{engine.name} is not installed")
         subprocess.run(
             [binary, "import", "--change", 'CMD ["/usr/bin/python3"]', str(archive), tag],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return engine.inspect(tag)

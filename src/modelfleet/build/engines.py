@@ -93,7 +93,9 @@ def find_engine(choice: str = "auto") -> ImageEngine | None:
     """
     names = ENGINES if choice == "auto" else (choice,)
     if choice not in (*ENGINES, "auto", "none"):
-        raise BuildError(f"unknown engine {choice!r}", hint="use auto, podman, docker, buildah or none")
+        raise BuildError(
+            f"unknown engine {choice!r}", hint="use auto, podman, docker, buildah or none"
+        )
     if choice == "none":
         return None
     for name in names:
@@ -116,7 +118,10 @@ def _docker_daemon(binary: str) -> bool:
     try:
         result = subprocess.run(
             [binary, "version", "--format", "{{.Server.Version}}"],
-            capture_output=True, text=True, timeout=15, check=False,
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

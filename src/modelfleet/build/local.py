@@ -32,14 +32,22 @@ class RunningContainer:
         binary = shutil.which(self.engine) or self.engine
         return subprocess.run(
             [binary, "exec", self.container_id, *argv],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def logs(self) -> str:
         """The container's output so far."""
         binary = shutil.which(self.engine) or self.engine
-        result = subprocess.run([binary, "logs", self.container_id], capture_output=True,
-                                text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [binary, "logs", self.container_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         return result.stdout + result.stderr
 
 
@@ -59,9 +67,20 @@ def run_container(
         raise BuildError(f"{engine} is not installed", hint="install podman, or use docker")
     host_port = port or _free_port()
     argv = [
-        binary, "run", "-d", "--rm", "-p", f"127.0.0.1:{host_port}:{PORT}",
-        "--read-only", "--tmpfs", "/tmp:rw,size=64m,mode=1777",
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", tag,
+        binary,
+        "run",
+        "-d",
+        "--rm",
+        "-p",
+        f"127.0.0.1:{host_port}:{PORT}",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,size=64m,mode=1777",  # noqa: S108 - a tmpfs inside the container
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        tag,
     ]
     started = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if started.returncode != 0:
@@ -74,8 +93,12 @@ def run_container(
         _wait_ready(container, timeout)
         yield container
     finally:
-        subprocess.run([binary, "stop", "-t", "10", container.container_id],
-                       capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            [binary, "stop", "-t", "10", container.container_id],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def _wait_ready(container: RunningContainer, timeout: float) -> None:

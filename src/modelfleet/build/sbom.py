@@ -88,15 +88,28 @@ def write_sbom(
     return data
 
 
-def audit(packages: list[tuple[str, str, str]], workdir: Path, *, timeout: float = 120) -> dict[str, Any]:
+def audit(
+    packages: list[tuple[str, str, str]], workdir: Path, *, timeout: float = 120
+) -> dict[str, Any]:
     """Run pip-audit on the pinned packages; the report says plainly what was checked."""
     requirements = workdir / "requirements.lock"
     requirements.write_text("".join(f"{n}=={v}\n" for n, v, _ in packages))
     binary = shutil.which("pip-audit") or str(Path(sys.executable).parent / "pip-audit")
     if not Path(binary).exists():
         return _not_run("pip-audit is not installed (pip install 'modelfleet[build]')", packages)
-    argv = [binary, "-r", str(requirements), "--no-deps", "--disable-pip", "--format", "json",
-            "--progress-spinner", "off", "--timeout", "20"]
+    argv = [
+        binary,
+        "-r",
+        str(requirements),
+        "--no-deps",
+        "--disable-pip",
+        "--format",
+        "json",
+        "--progress-spinner",
+        "off",
+        "--timeout",
+        "20",
+    ]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -110,21 +123,32 @@ def audit(packages: list[tuple[str, str, str]], workdir: Path, *, timeout: float
     skipped = {d["name"]: d.get("skip_reason", "") for d in deps if "skip_reason" in d}
     audited = [d for d in deps if "skip_reason" not in d]
     vulns = [
-        {"package": d["name"], "version": d.get("version"), "id": v.get("id"),
-         "fix_versions": v.get("fix_versions", [])}
+        {
+            "package": d["name"],
+            "version": d.get("version"),
+            "id": v.get("id"),
+            "fix_versions": v.get("fix_versions", []),
+        }
         for d in audited
         for v in d.get("vulns", [])
     ]
     if not audited:
         first = next(iter(skipped.values()), "no package could be looked up")
-        return _not_run(f"the vulnerability service could not audit any package ({first})", packages)
+        return _not_run(
+            f"the vulnerability service could not audit any package ({first})", packages
+        )
     status = "complete" if not skipped else "partial"
-    summary = (
-        f"{len(vulns)} known vulnerabilities in {len(audited)} audited packages"
-        + (f"; {len(skipped)} packages NOT audited" if skipped else "")
+    summary = f"{len(vulns)} known vulnerabilities in {len(audited)} audited packages" + (
+        f"; {len(skipped)} packages NOT audited" if skipped else ""
     )
-    return {"scanned": True, "status": status, "summary": summary, "audited": len(audited),
-            "not_audited": skipped, "vulnerabilities": vulns}
+    return {
+        "scanned": True,
+        "status": status,
+        "summary": summary,
+        "audited": len(audited),
+        "not_audited": skipped,
+        "vulnerabilities": vulns,
+    }
 
 
 def _not_run(reason: str, packages: list[tuple[str, str, str]]) -> dict[str, Any]:

@@ -71,14 +71,19 @@ def modelfleet_wheel(dest: Path) -> Path:
             # Build from a clean copy: setuptools would otherwise reuse (and leave) a build/
             # folder in the source tree, with whatever stale files it holds.
             tree = Path(tmp) / "src-tree"
-            shutil.copytree(source / "src", tree / "src",
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source / "src",
+                tree / "src",
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
             for name in ("pyproject.toml", "README.md"):
                 shutil.copyfile(source / name, tree / name)
             _pip(["wheel", "--no-deps", "-q", "-w", tmp, str(tree)], what="building the wheel")
         else:
-            _pip(["download", "--no-deps", "-q", "-d", tmp, f"modelfleet=={__version__}"],
-                 what="downloading the modelfleet wheel")
+            _pip(
+                ["download", "--no-deps", "-q", "-d", tmp, f"modelfleet=={__version__}"],
+                what="downloading the modelfleet wheel",
+            )
         built = next(Path(tmp).glob("modelfleet-*.whl"), None)
         if built is None:
             raise BuildError("no modelfleet wheel was produced")
@@ -117,8 +122,17 @@ def resolve_wheels(dest: Path, cache: Path) -> list[Path]:
         shutil.rmtree(resolved, ignore_errors=True)
         resolved.mkdir()
         _pip(
-            ["download", "-q", "--only-binary=:all:", "-d", str(resolved), "-c", str(constraints),
-             *runtime, f"pip=={pip_version}"],
+            [
+                "download",
+                "-q",
+                "--only-binary=:all:",
+                "-d",
+                str(resolved),
+                "-c",
+                str(constraints),
+                *runtime,
+                f"pip=={pip_version}",
+            ],
             what="resolving the serving wheels",
         )
         (resolved / ".complete").write_text("ok\n")
