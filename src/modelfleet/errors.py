@@ -253,6 +253,18 @@ class UnknownModelError(ServingError):
         )
 
 
+class UnknownRequestIdError(ServingError):
+    """Feedback names a request id with no recorded prediction."""
+
+    status = 404
+
+
+class NotAClassifierError(ServingError):
+    """Feedback was sent to a model whose outputs hold no classes."""
+
+    status = 409
+
+
 class PayloadTooLargeError(ServingError):
     """The request body exceeds the configured limit."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from modelfleet.freeze.files import LoadedModel, load_model_file
 from modelfleet.freeze.freezer import FrozenGraph, freeze_model
 from modelfleet.freeze.onnx_adapter import ONNX_MEDIA_TYPE, graph_signature, onnx_module
 from modelfleet.freeze.quantize import Method, quantize_graph
+from modelfleet.monitor.profile import PROFILE_MEDIA_TYPE, build_profile
 from modelfleet.refs import Stage, parse_stage, validate_name
 from modelfleet.registry.lineage import data_sha256 as digest_data
 from modelfleet.registry.lineage import git_state, runtime_environment
@@ -35,7 +37,7 @@ from modelfleet.registry.registry import ArtifactPayload, Registry
 from modelfleet.signature import Signature, prepare_inputs
 
 SAMPLE_MEDIA_TYPE = "application/x-npz"
-PROFILE_MEDIA_TYPE = "application/vnd.modelfleet.profile+json"
+logger = logging.getLogger(__name__)
 _FRAMEWORK_PACKAGES = {"sklearn": ("scikit-learn", "skl2onnx", "skops"), "torch": ("torch",)}
 
 
@@ -98,8 +100,9 @@ def register(
 
     The model is stored in a safe format (skops, torch.export, ONNX), frozen to a verified
     ONNX graph unless ``freeze=False``, and recorded with its signature, metrics, params,
-    tags and lineage. ``profile_from(signature)`` may return the training data's reference
-    profile (stored for drift checks). Returns the new version.
+    tags and lineage. The reference profile that served inputs are checked against for drift
+    is ``profile_from(signature)`` when given, else built from ``training_data``. Returns the
+    new version.
     """
     adapter = find_adapter(model)
     loaded = LoadedModel(model, adapter, None)
@@ -119,6 +122,20 @@ def register(
         lineage_extra=lineage_extra,
         profile_from=profile_from,
     )
+
+
+def _profile(signature: Signature, profile_from: Any, training_data: Any) -> bytes | None:
+    """The reference profile drift is measured against: given, or built from training data."""
+    if profile_from is not None:
+        return json.dumps(profile_from(signature), sort_keys=True).encode()
+    if training_data is None or not signature.inputs:
+        return None
+    try:
+        arrays = prepare_inputs(signature, training_data)
+    except ModelfleetError as exc:
+        logger.warning("no drift profile: the training data does not fit the signature: %s", exc)
+        return None
+    return json.dumps(build_profile(arrays), sort_keys=True).encode()
 
 
 def register_file(
@@ -191,8 +208,8 @@ def _register(
             ArtifactPayload(Role.SAMPLE, encode_sample(sample_input), SAMPLE_MEDIA_TYPE)
         )
     signature = _signature(frozen, model, adapter, sample_input)
-    if profile_from is not None:
-        profile = json.dumps(profile_from(signature), sort_keys=True).encode()
+    profile = _profile(signature, profile_from, training_data)
+    if profile is not None:
         payloads.append(ArtifactPayload(Role.PROFILE, profile, PROFILE_MEDIA_TYPE))
     commit, dirty = git_state()
     draft = VersionDraft(

@@ -41,8 +41,13 @@ def test_containerfile_matches_the_golden_file(adder: mf.ModelVersion) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
-    for needle in ("USER 10001:10001", "EXPOSE 8080", "HEALTHCHECK", "--no-index",
-                   f"{adder.artifact('onnx').sha256}  /opt/modelfleet/model.onnx"):
+    for needle in (
+        "USER 10001:10001",
+        "EXPOSE 8080",
+        "HEALTHCHECK",
+        "--no-index",
+        f"{adder.artifact('onnx').sha256}  /opt/modelfleet/model.onnx",
+    ):
         assert needle in text
 
 
@@ -66,7 +71,10 @@ def test_context_holds_model_runtime_wheels_sbom_and_scan(
     plan = plan_build(adder, Stage.PROD, base="localhost/modelfleet-base:bookworm")
     written = write_context(plan, registry, tmp_path / "ctx", cache=settings.home / "cache")
     ctx = tmp_path / "ctx"
-    assert hashlib.sha256((ctx / "model.onnx").read_bytes()).hexdigest() == adder.artifact("onnx").sha256
+    assert (
+        hashlib.sha256((ctx / "model.onnx").read_bytes()).hexdigest()
+        == adder.artifact("onnx").sha256
+    )
     runtime = (ctx / "wheels" / "runtime.txt").read_text()
     for name in ("onnxruntime==", "starlette==", "uvicorn==", "numpy==", "prometheus-client=="):
         assert name in runtime.lower()
@@ -107,9 +115,14 @@ def test_versions_without_a_graph_are_refused(registry: Registry) -> None:
     from tests.models import iris
 
     X, y = iris()
-    version = mf.register(LogisticRegression(max_iter=300).fit(X, y), name="raw",
-                          sample_input=X, freeze=False, registry=registry)
-    with pytest.raises(BuildError, match="no ONNX graph.*modelfleet freeze raw:1"):
+    version = mf.register(
+        LogisticRegression(max_iter=300).fit(X, y),
+        name="raw",
+        sample_input=X,
+        freeze=False,
+        registry=registry,
+    )
+    with pytest.raises(BuildError, match=r"no ONNX graph.*modelfleet freeze raw:1"):
         plan_build(version, Stage.DEV, base="x")
 
 
@@ -145,14 +158,31 @@ def test_engines_are_found_or_explained() -> None:
 
 
 def test_cli_build_without_engine_writes_the_context(
-    adder: mf.ModelVersion, settings: Settings, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    adder: mf.ModelVersion,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from modelfleet.cli import main
 
     monkeypatch.setenv("MODELFLEET_HOME", str(settings.home))
-    assert main(["build", "adder:1", "--env", "uat", "--engine", "none",
-                 "--out", str(tmp_path / "ctx"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "adder:1",
+                "--env",
+                "uat",
+                "--engine",
+                "none",
+                "--out",
+                str(tmp_path / "ctx"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["digest"] is None
     assert result["tag"] == "localhost/modelfleet/adder:1-uat"
@@ -160,3 +190,20 @@ def test_cli_build_without_engine_writes_the_context(
     assert main(["build", "ghost", "--env", "uat", "--engine", "none"]) == 1
     assert "model 'ghost' not found" in capsys.readouterr().err
     assert main(["build", "adder:1", "--env", "staging", "--engine", "none"]) == 1
+
+
+def test_a_profiled_version_ships_its_drift_profile(registry: Registry) -> None:
+    from modelfleet.build.context import PROFILE_PATH
+    from modelfleet.serving.settings import ServeConfig
+    from tests.models import logistic_pipeline
+
+    model, X, _ = logistic_pipeline()
+    version = mf.register(model, name="iris", sample_input=X, training_data=X, registry=registry)
+    profile = registry.reference_profile(version)
+    assert profile is not None
+    assert set(json.loads(profile)["features"]) == {f"input[{j}]" for j in range(4)}
+    plan = plan_build(version, Stage.PROD, base="localhost/modelfleet-base:bookworm")
+    assert f"COPY profile.json {PROFILE_PATH}" in containerfile(plan, profile=True)
+    assert "profile.json" not in containerfile(plan)
+    baked = ServeConfig.model_validate(serve_config(version, profile=True))
+    assert baked.models[0].watch.profile == PROFILE_PATH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,11 @@ def test_version_records_signature_lineage_and_artifacts(reg: Registry) -> None:
     assert version.lineage.data_sha256 is not None
     assert len(version.lineage.data_sha256) == 64
     assert version.lineage.git_commit is None or len(version.lineage.git_commit) == 40
-    assert {a.role for a in version.artifacts} == {"source", "onnx"}
+    # The training data also gives the profile served inputs are checked against for drift.
+    assert {a.role for a in version.artifacts} == {"source", "onnx", "profile"}
+    assert set(json.loads(reg.read_artifact(version, "profile"))["features"]) == {
+        f"X[{j}]" for j in range(3)
+    }
     assert "onnx" in version.environment
     assert version.created_at.tzinfo is not None
     assert reg.get("adder:1") == version

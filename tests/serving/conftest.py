@@ -18,7 +18,7 @@ from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from modelfleet.serving.app import ServingApp
 from modelfleet.serving.server import DrainingServer, build_app
-from modelfleet.serving.settings import ModelConfig, ServeConfig, ServerConfig
+from modelfleet.serving.settings import ModelConfig, MonitoringConfig, ServeConfig, ServerConfig
 from tests.models import echo_graph, heavy_graph, logistic_pipeline, sum_graph
 from tests.servers import free_port
 
@@ -91,8 +91,15 @@ def served(settings: Settings) -> Iterator[Callable[..., RunningServer]]:
     """Start servers for the given model configs (and server settings) on the test's registry."""
     stack: list[Any] = []
 
-    def start(*models: ModelConfig, **server: Any) -> RunningServer:
-        ctx = run_server(ServeConfig(server=ServerConfig(**server), models=models), settings)
+    def start(
+        *models: ModelConfig, monitoring: MonitoringConfig | None = None, **server: Any
+    ) -> RunningServer:
+        config = ServeConfig(
+            server=ServerConfig(**server),
+            monitoring=monitoring or MonitoringConfig(),
+            models=models,
+        )
+        ctx = run_server(config, settings)
         running = ctx.__enter__()
         stack.append(ctx)
         return running

@@ -56,6 +56,7 @@ class Pipeline:
     register: Registration | None = None
     gate: Sequence[str] = ()
     promote_to: str = "dev"
+    source: str | None = None  # the file it was loaded from: what a retrain job runs again
 
 
 @dataclass
@@ -135,6 +136,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
             f"{file} defines no 'pipeline' (a modelfleet.pipeline.Pipeline)",
             hint="end the file with: pipeline = Pipeline(name=..., steps=[...])",
         )
+    found.source = str(file.resolve())
     return found
 
 
@@ -318,7 +320,7 @@ def _register(
     say: Callable[[str], None],
 ) -> None:
     from modelfleet import sdk
-    from modelfleet.pipeline.profile import build_profile
+    from modelfleet.monitor.profile import build_profile
     from modelfleet.signature import prepare_inputs
 
     spec = pipeline.register
@@ -347,6 +349,7 @@ def _register(
         training_data=sample,
         lineage_extra={
             "pipeline": pipeline.name,
+            "pipeline_source": pipeline.source,
             "run_id": report.run_id,
             "code_sha256": code,
             "model_sha256": digests[spec.model],

@@ -146,6 +146,22 @@ class Registry:
         """The verified bytes of one of the version's artifacts."""
         return self.artifacts.get_bytes(*self._locate(version, role))
 
+    def reference_profile(self, version: ModelVersion) -> bytes | None:
+        """The training-data profile drift is measured against (JSON), or None.
+
+        Quantized variants have none of their own: they share the one of the version they
+        were derived from.
+        """
+        seen: set[int] = set()
+        current: ModelVersion | None = version
+        while current is not None and current.version not in seen:
+            seen.add(current.version)
+            if current.artifact("profile") is not None:
+                return self.read_artifact(current, "profile")
+            parent = current.lineage.parent_version
+            current = self.get(f"{current.name}:{parent}") if parent else None
+        return None
+
     def fetch_artifact(self, version: ModelVersion, role: str, dest: Path) -> Path:
         """Copy one of the version's artifacts to ``dest``, verified."""
         key, sha = self._locate(version, role)

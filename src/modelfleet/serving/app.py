@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import re
+import secrets
 import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -34,7 +36,9 @@ from modelfleet.errors import (
 )
 from modelfleet.serving.auth import Authenticator
 from modelfleet.serving.core import InferenceCore
+from modelfleet.serving.feedback import MAX_ID_LENGTH
 from modelfleet.serving.metrics import ServingMetrics
+from modelfleet.serving.model import unavailable
 from modelfleet.serving.openapi import docs_page, openapi_document
 from modelfleet.serving.protocol import (
     HEADER_LENGTH,
@@ -44,6 +48,7 @@ from modelfleet.serving.protocol import (
     encode_v1,
 )
 from modelfleet.serving.repository import ModelRepository
+from modelfleet.serving.summary import Summarizer
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +98,11 @@ class ServingApp:
         self.metrics = metrics
         self.config = core.config.server
         self.auth = Authenticator(self.config.tokens)
+        self.summary = Summarizer(core.config.monitoring.summary_window_s)
         self._tasks: list[asyncio.Task[None]] = []
+        # Ids are unique across worker processes and restarts: a random prefix, a counter.
+        self._id_prefix = secrets.token_hex(5) + "-"
+        self._ids = itertools.count(1)
         self.router = Starlette(
             routes=self._routes(),
             exception_handlers={
@@ -142,6 +151,7 @@ class ServingApp:
 
     async def startup(self) -> None:
         """Load the models, then start following their stage pointers."""
+        await self.repository.watchtower.start()
         failures = await self.repository.load_all()
         if failures:
             raise ServingError("cannot load " + "; ".join(failures))
@@ -185,27 +195,27 @@ class ServingApp:
                 body, None if length is None else _int_header(length, HEADER_LENGTH)
             )
             timeout = headers.get("x-timeout-ms")
+            rid = self._request_id(request.id or headers.get("x-request-id"))
             result = await self.core.infer(
                 name,
                 version,
                 request,
                 use_cache="no-cache" not in headers.get("cache-control", ""),
                 timeout_s=None if timeout is None else _timeout_header(timeout),
+                request_id=rid,
             )
             instance = result.instance
             binary = _binary_map(request, result.outputs)
             payload, header_length = encode_response(
                 model=name,
                 version=instance.version,
-                request_id=request.id,
+                request_id=rid,
                 outputs=result.outputs,
                 binary=binary,
             )
-            extra = (
-                []
-                if header_length is None
-                else [(HEADER_LENGTH.encode(), str(header_length).encode())]
-            )
+            extra = [(b"x-request-id", rid.encode())]
+            if header_length is not None:
+                extra.append((HEADER_LENGTH.encode(), str(header_length).encode()))
             kind = _JSON if header_length is None else b"application/octet-stream"
             if self.core.draining:
                 extra.append(_CLOSE)  # move kept-alive clients to another replica
@@ -222,17 +232,32 @@ class ServingApp:
             self.auth.check(headers.get("authorization"), "infer")
             body = await self._body(receive, headers)
             signature = self.repository.instance(name).signature
+            rid = self._request_id(headers.get("x-request-id"))
             result = await self.core.predict(
                 name,
                 decode_v1(body, signature),
                 use_cache="no-cache" not in headers.get("cache-control", ""),
+                request_id=rid,
             )
             instance = result.instance
-            extra = [_CLOSE] if self.core.draining else []
+            extra = [(b"x-request-id", rid.encode())]
+            if self.core.draining:
+                extra.append(_CLOSE)
             await _send(send, 200, encode_v1(result.outputs, signature), _JSON, extra)
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(send, exc)
         self._count(name, instance, "v1", status, started)
+
+    def _request_id(self, given: str | None) -> str:
+        """The client's id (V2 ``id`` or ``X-Request-Id``) or a new one unique to this server."""
+        if given is None or given == "":
+            return f"{self._id_prefix}{next(self._ids):x}"
+        if len(given) > MAX_ID_LENGTH:
+            raise InvalidInputError(
+                f"request id has {len(given)} characters, more than {MAX_ID_LENGTH}",
+                hint="send a shorter id, or none and use the one the server returns",
+            )
+        return given
 
     def _count(self, name: str, instance: Any, endpoint: str, status: int, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -291,12 +316,14 @@ class ServingApp:
             Route("/v2/models/{name}/versions/{version}/config", self._model_config),
             Route("/v2/models/{name}/infer", infer_stub, methods=["POST"]),
             Route("/v2/models/{name}/versions/{version}/infer", infer_stub, methods=["POST"]),
+            Route("/v2/models/{name}/feedback", self._feedback, methods=["POST"]),
             Route("/v2/repository/index", self._repository_index, methods=["GET", "POST"]),
             Route("/v2/repository/models/{name}/load", self._load, methods=["POST"]),
             Route("/v1/models/{name}", self._v1_status),
             Route("/v1/models/{name}:predict", infer_stub, methods=["POST"]),
             Route("/admin/reload", self._reload_all, methods=["POST"]),
             Route("/metrics", self._metrics),
+            Route("/monitor/summary", self._summary),
             Route("/openapi.json", self._openapi),
             Route("/docs", self._docs),
         ]
@@ -365,8 +392,31 @@ class ServingApp:
     async def _metrics(self, request: Request) -> Response:
         self._guard(request, "admin", "metrics")
         self.repository.refresh_gauges()
+        await self.repository.watchtower.flush()  # count the latest predictions too
         body, kind = self.metrics.render()
         return Response(body, media_type=kind)
+
+    async def _feedback(self, request: Request) -> Response:
+        self._guard(request, "infer")
+        name = request.path_params["name"]
+        handle = self.repository.handle(name)
+        instance = handle.current
+        if instance is None:
+            raise unavailable(name, handle.last_error or "still loading")
+        if instance.watch is None:
+            raise InvalidInputError(
+                f"model {name!r} is served with watch.enabled false: nothing records its "
+                "predictions",
+                hint="enable watching in the serve config to take feedback",
+            )
+        body = await self._body(request.receive, _starlette_headers(request))
+        return self._json(await self.repository.watchtower.feedback(instance.watch, body))
+
+    async def _summary(self, request: Request) -> Response:
+        self._guard(request, "admin", "metrics")
+        self.repository.refresh_gauges()
+        await self.repository.watchtower.flush()
+        return self._json(self.summary.summarize(self.repository, self.metrics.render()[0]))
 
     async def _openapi(self, request: Request) -> Response:
         self._guard(request, "infer", "docs")
@@ -419,6 +469,7 @@ def _tune_gc() -> None:
 
 _WANTED_HEADERS = frozenset(
     {
+        b"x-request-id",
         b"content-length",
         b"content-encoding",
         b"authorization",
@@ -436,6 +487,10 @@ def _headers(scope: Scope) -> dict[str, str]:
         for k, v in scope["headers"]
         if k in _WANTED_HEADERS
     }
+
+
+def _starlette_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.encode() in _WANTED_HEADERS}
 
 
 def _int_header(value: str | None, name: str) -> int | None:

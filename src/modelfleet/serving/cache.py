@@ -41,6 +41,10 @@ class Cache(Protocol):
         """Store outputs."""
         ...
 
+    async def drop(self, prefix: bytes) -> int:
+        """Remove every entry whose key starts with ``prefix``; returns how many."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -49,7 +53,10 @@ class Cache(Protocol):
 def cache_key(
     namespace: str, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None
 ) -> bytes:
-    """Digest of (artifact sha256, inputs by name with dtype and shape, requested outputs)."""
+    """``key_prefix(namespace)`` + digest of (namespace, inputs with dtype and shape, outputs).
+
+    The prefix lets every entry of one model version be dropped at once.
+    """
     digest = hashlib.sha256(namespace.encode())
     for name in sorted(inputs):
         array = inputs[name]
@@ -62,7 +69,12 @@ def cache_key(
         else:
             digest.update(np.ascontiguousarray(array).data)
     digest.update(b"|outputs|" + ",".join(sorted(outputs) if outputs else ["*"]).encode())
-    return digest.digest()
+    return key_prefix(namespace) + digest.digest()
+
+
+def key_prefix(namespace: str) -> bytes:
+    """The start of every cache key of one namespace (a model version's sha256)."""
+    return b"mf:" + namespace[:16].encode() + b":"
 
 
 def _nbytes(value: Arrays) -> int:
@@ -109,6 +121,13 @@ class MemoryCache:
         while self.bytes > self.max_bytes:
             _, (_, dropped) = self._entries.popitem(last=False)
             self.bytes -= dropped
+
+    async def drop(self, prefix: bytes) -> int:
+        """Remove the entries of one namespace."""
+        doomed = [key for key in self._entries if key.startswith(prefix)]
+        for key in doomed:
+            self.bytes -= self._entries.pop(key)[1]
+        return len(doomed)
 
     async def clear(self) -> None:
         """Drop everything."""
@@ -207,6 +226,22 @@ class RedisCache:
         except (OSError, TimeoutError, _redis_errors()) as exc:
             self._failed(exc)
 
+    async def drop(self, prefix: bytes) -> int:
+        """Remove the entries of one namespace (every replica sees them go)."""
+        dropped = 0
+        try:
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(match=prefix + b"*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    dropped += await self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                dropped += await self._client.unlink(*batch)
+        except (OSError, TimeoutError, _redis_errors()) as exc:
+            self._failed(exc)
+        return dropped
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
@@ -241,6 +276,10 @@ class OutputCache:
         self.namespace = namespace
         self.metrics = metrics
         self._inflight: dict[bytes, asyncio.Future[Arrays]] = {}
+
+    async def drop(self) -> int:
+        """Forget every cached output of this model version."""
+        return await self.backend.drop(key_prefix(self.namespace))
 
     async def fetch(
         self,

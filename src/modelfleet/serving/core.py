@@ -149,8 +149,12 @@ class InferenceCore:
         *,
         use_cache: bool = True,
         timeout_s: float | None = None,
+        request_id: str = "",
     ) -> InferResult:
-        """Validate a V2 request against the model signature and run it."""
+        """Validate a V2 request against the model signature and run it.
+
+        The answered request is recorded under ``request_id`` for feedback and drift.
+        """
         self._enter()
         try:
             instance = self.repository.instance(name, version)
@@ -172,13 +176,17 @@ class InferenceCore:
                 timeout_s=timeout_s,
                 use_cache=use_cache,
             )
+            if instance.watch is not None:
+                instance.watch.record(request_id, inputs, outputs)
             if wanted is not None:
                 outputs = {n: outputs[n] for n in wanted}
             return InferResult(instance, outputs)
         finally:
             self._leave()
 
-    async def predict(self, name: str, data: Any, *, use_cache: bool = True) -> InferResult:
+    async def predict(
+        self, name: str, data: Any, *, use_cache: bool = True, request_id: str = ""
+    ) -> InferResult:
         """KServe v1 ``:predict`` on already-decoded instances."""
         self._enter()
         try:
@@ -187,6 +195,8 @@ class InferenceCore:
             rows = count_rows(inputs)
             self._check_rows(rows)
             outputs = await instance.infer(inputs, rows, use_cache=use_cache)
+            if instance.watch is not None:
+                instance.watch.record(request_id, inputs, outputs)
             return InferResult(instance, outputs)
         finally:
             self._leave()

@@ -133,6 +133,42 @@ class ServingMetrics:
             multiprocess_mode="max",
         )
 
+        self.predictions = Counter(
+            "modelfleet_predictions",
+            "Predicted rows by class (classifiers).",
+            ["model", "version", "class"],
+            registry=r,
+        )
+        self.drift = Gauge(
+            "modelfleet_drift_score",
+            "Drift of recent inputs from the training profile (psi: population stability "
+            "index, ks: Kolmogorov-Smirnov statistic).",
+            ["model", "version", "feature", "method"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.live_accuracy = Gauge(
+            "modelfleet_live_accuracy",
+            "Accuracy over the most recent labelled requests (from feedback).",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.feedback = Counter(
+            "modelfleet_feedback",
+            "Labelled rows received as feedback, by result (correct, wrong).",
+            ["model", "version", "result"],
+            registry=r,
+        )
+        self.cache_enabled = Gauge(
+            "modelfleet_cache_enabled",
+            "1 while the model version's output cache answers, 0 while it is off "
+            "(never enabled, or suspended because live accuracy fell under the threshold).",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+
     def for_model(self, model: str, version: str) -> ModelMetrics:
         """Children bound to one model version, for the hot path."""
         return ModelMetrics(self, model, version)

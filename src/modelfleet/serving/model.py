@@ -18,6 +18,7 @@ from modelfleet.serving.metrics import ModelMetrics, ServingMetrics
 from modelfleet.serving.runner import OnnxRunner, Runner
 from modelfleet.serving.scheduler import STARTED, Scheduler, WorkItem
 from modelfleet.serving.settings import ModelConfig
+from modelfleet.serving.watch import ModelWatch
 from modelfleet.signature import STRING, Signature
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ModelSource:
     metrics: dict[str, float] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
     ms_per_row: float | None = None
+    profile: dict[str, Any] | None = None  # training data profile, for drift
 
 
 def _batchable(signature: Signature) -> bool:
@@ -98,6 +100,7 @@ class ModelInstance:
             if cache_backend is not None
             else None
         )
+        self.watch: ModelWatch | None = None  # set by the repository when watched
         self.inflight = 0
         self._idle: asyncio.Event | None = None
         self._checks = [(s.name, s.numpy_dtype, s.shape) for s in self.signature.inputs]
@@ -134,8 +137,9 @@ class ModelInstance:
         """Run validated inputs through cache, queue and batcher; returns every output."""
         self._enter()
         try:
-            if self.cache is not None and use_cache:
-                return await self.cache.fetch(
+            cache = self.cache
+            if cache is not None and use_cache and not (self.watch and self.watch.suspended):
+                return await cache.fetch(
                     inputs, outputs, lambda: self._queued(inputs, rows, priority, timeout_s)
                 )
             return await self._queued(inputs, rows, priority, timeout_s)
@@ -218,6 +222,8 @@ class ModelInstance:
         await self.batcher.stop()
         self.runner.close()
         self._info.set(0)
+        if self.watch is not None:
+            self.watch.closed = True  # flushed once more, then forgotten
 
 
 async def _collect(items: list[WorkItem]) -> Arrays:

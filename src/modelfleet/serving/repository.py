@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from modelfleet.serving.cache import Cache, open_cache
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
 from modelfleet.serving.settings import ModelConfig, ServeConfig
+from modelfleet.serving.watch import Watchtower
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,19 @@ class ModelHandle:
         }
 
 
+def _read_profile(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        profile: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelfleetError(
+            f"cannot read the training profile {path}: {exc}",
+            hint="point watch.profile at the profile JSON exported with the model",
+        ) from exc
+    return profile
+
+
 def _is_file_ref(ref: str) -> bool:
     return ref.endswith(".onnx") or "/" in ref
 
@@ -69,9 +84,12 @@ class ModelRepository:
         self._registry: Any = None
         self._caches: dict[str, Cache] = {}
         self._lock = asyncio.Lock()
+        self.watchtower = Watchtower(config.monitoring, metrics)
         for model in config.models:
             name = model.name or self._default_name(model.ref)
             self.handles[name] = ModelHandle(model, name)
+            # Exported from 0, so the first failure is an increase alerts can see.
+            metrics.load_failures.labels(name)
 
     @staticmethod
     def _default_name(ref: str) -> str:
@@ -99,6 +117,7 @@ class ModelRepository:
         graph = registry.read_artifact(version, "onnx")
         latency = (version.verification or {}).get("latency") or {}
         per_row = latency.get("batch_64_ms")
+        profile = registry.reference_profile(version) if handle.config.watch.enabled else None
         return ModelSource(
             name=handle.name,
             version=str(version.version),
@@ -109,6 +128,7 @@ class ModelRepository:
             metrics=dict(version.metrics),
             stages=version.stages,
             ms_per_row=per_row / 64 if per_row else None,
+            profile=json.loads(profile) if profile else None,
         )
 
     @staticmethod
@@ -146,6 +166,7 @@ class ModelRepository:
             graph=graph,
             origin=str(path),
             metrics=dict(handle.config.metrics),
+            profile=_read_profile(handle.config.watch.profile),
         )
 
     # -- loading --------------------------------------------------------------------------
@@ -169,6 +190,17 @@ class ModelRepository:
             None,
             lambda: ModelInstance(source, handle.config, self.metrics, cache_backend=cache),
         )
+        if handle.config.watch.enabled:
+            watch = self.watchtower.watch(
+                handle.name,
+                source.version,
+                instance.signature,
+                source.profile,
+                handle.config.watch,
+                cache_threshold=handle.config.cache.threshold if instance.cache else None,
+            )
+            watch.cache = instance.cache
+            instance.watch = watch
         instance.start()
         if self.config.server.warmup:
             await instance.warm_up()
@@ -284,6 +316,7 @@ class ModelRepository:
             if handle.current is not None:
                 await handle.current.stop()
                 handle.current = None
+        await self.watchtower.close()
         for cache in self._caches.values():
             await cache.close()
         if self._registry is not None:

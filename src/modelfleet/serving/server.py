@@ -139,11 +139,21 @@ def _worker_main(config_json: str, settings_json: str | None, log_level: str) ->
         raise SystemExit(_STARTUP_FAILED)
 
 
+def _shared_state_dir(config: ServeConfig) -> tuple[ServeConfig, str | None]:
+    """Workers share one predictions store, so feedback may reach any of them."""
+    if config.monitoring.state_dir is not None:
+        return config, None
+    state_dir = tempfile.mkdtemp(prefix="modelfleet-state-")
+    monitoring = config.monitoring.model_copy(update={"state_dir": state_dir})
+    return config.model_copy(update={"monitoring": monitoring}), state_dir
+
+
 def _supervise(config: ServeConfig, settings: Settings | None, log_level: str) -> None:
     # Reserve the port (bound, never listening) so every worker joins the same one.
     reserved = _reuseport_socket(config.server.host, config.server.port)
     port = reserved.getsockname()[1]
     config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
+    config, state_dir = _shared_state_dir(config)
     metrics_dir = tempfile.mkdtemp(prefix="modelfleet-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
@@ -180,11 +190,17 @@ def _supervise(config: ServeConfig, settings: Settings | None, log_level: str) -
         for proc in workers:
             proc.join(config.server.drain_timeout_s + 10)
     finally:
-        for proc in workers:
-            if proc.is_alive():
-                proc.kill()
-        reserved.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        _clean_up(workers, reserved, metrics_dir, state_dir)
+
+
+def _clean_up(workers: list[Any], reserved: socket.socket, *dirs: str | None) -> None:
+    for proc in workers:
+        if proc.is_alive():
+            proc.kill()
+    reserved.close()
+    for owned in dirs:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
 
 
 __all__ = ["DrainingServer", "InferenceCore", "build_app", "run_server"]

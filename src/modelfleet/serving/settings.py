@@ -85,6 +85,29 @@ class CacheConfig(_Section):
     ttl_s: int = Field(3600, ge=1, description="expiry of Redis entries")
 
 
+class WatchConfig(_Section):
+    """What the server watches on one model: input drift and live accuracy."""
+
+    enabled: bool = Field(True, description="record predictions, drift and feedback")
+    profile: str | None = Field(
+        None, description="training profile JSON for a file ref; registry refs use their own"
+    )
+    drift_window_rows: int = Field(
+        2000, ge=10, le=1_000_000, description="recent input rows compared with the profile"
+    )
+    drift_min_rows: int = Field(200, ge=1, description="rows needed before drift is scored")
+    drift_interval_s: float = Field(5.0, gt=0, description="how often drift is recomputed")
+    drift_sample: float = Field(
+        1.0, gt=0, le=1, description="share of requests whose rows enter the drift window"
+    )
+    accuracy_window: int = Field(
+        500, ge=1, description="labelled requests the live accuracy is computed over"
+    )
+    min_labels: int = Field(
+        20, ge=1, description="labelled requests needed before live accuracy gates the cache"
+    )
+
+
 class ModelConfig(_Section):
     """One served model."""
 
@@ -103,6 +126,7 @@ class ModelConfig(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
 
 
 class TokenConfig(_Section):
@@ -135,10 +159,38 @@ class ServerConfig(_Section):
     warmup: bool = Field(True, description="run one request through each model before ready")
 
 
+class MonitoringConfig(_Section):
+    """Where the server keeps predictions, feedback and its sampled logs."""
+
+    state_dir: str | None = Field(
+        None,
+        description="directory for the predictions database and logs; None: a fresh "
+        "temporary directory per server (shared by its worker processes)",
+    )
+    retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="how long predictions wait for their feedback"
+    )
+    max_predictions: int = Field(
+        1_000_000, ge=1, description="predictions kept at most (oldest dropped first)"
+    )
+    flush_interval_s: float = Field(
+        0.5, gt=0, le=60, description="how often recorded predictions are written"
+    )
+    log_sample: float = Field(
+        0.01, ge=0, le=1, description="share of predictions written (with inputs) to the log"
+    )
+    log_max_bytes: int = Field(16 << 20, ge=1024, description="size at which logs rotate")
+    log_backups: int = Field(3, ge=0, description="rotated log files kept")
+    summary_window_s: float = Field(
+        10.0, gt=0, description="window of the rates and percentiles in /monitor/summary"
+    )
+
+
 class ServeConfig(_Section):
     """Everything ``modelfleet serve`` needs."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("models")

@@ -1,0 +1,423 @@
+"""Watching served models: predictions by request id, drift, feedback, live accuracy.
+
+The hot path only appends ``(request id, inputs, outputs, time)`` to the model's pending
+list. Every ``flush_interval_s`` the watcher moves that list out: predicted classes are
+counted and written to the feedback store (on its own thread), sampled rows enter the drift
+window and the prediction log. Drift scores are recomputed every ``drift_interval_s`` off
+the event loop; live accuracy is re-read from the store after every feedback call and once
+a second (worker processes share the store). When live accuracy of a cached model falls
+under the cache threshold its cached outputs are dropped and caching stops until it
+recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import os
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+from modelfleet.errors import NotAClassifierError
+from modelfleet.monitor.drift import DriftWindow, drift_scores
+from modelfleet.serving.cache import OutputCache
+from modelfleet.serving.feedback import (
+    Accuracy,
+    ClassOf,
+    FeedbackStore,
+    class_reader,
+    encode_classes,
+    parse_feedback,
+)
+from modelfleet.serving.metrics import ServingMetrics
+from modelfleet.serving.settings import MonitoringConfig, WatchConfig
+from modelfleet.signature import Signature
+
+logger = logging.getLogger(__name__)
+
+Arrays = Mapping[str, np.ndarray[Any, Any]]
+T = TypeVar("T")
+STATE_DIR_ENV = "MODELFLEET_STATE_DIR"
+_PENDING_LIMIT = 200_000
+_ACCURACY_EVERY_S = 1.0
+_PRUNE_EVERY_S = 60.0
+
+
+@dataclass
+class CacheGate:
+    """Whether a model's output cache may answer, decided by live accuracy."""
+
+    threshold: float
+    suspended: bool = False
+    reason: str = ""
+
+
+class ModelWatch:
+    """What is watched for one served model version."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        signature: Signature,
+        profile: Mapping[str, Any] | None,
+        config: WatchConfig,
+        metrics: ServingMetrics,
+        *,
+        cache_threshold: float | None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.config = config
+        self.metrics = metrics
+        self.profile = profile
+        self.classes_of: ClassOf | None
+        self.classes_of, self.class_kind = class_reader(signature)
+        self.pending: deque[tuple[str, Arrays, Arrays, float]] = deque()
+        self.dropped = 0
+        self._rng = np.random.default_rng()
+        self.window = DriftWindow(config.drift_window_rows)
+        self.drift: dict[tuple[str, str], float] = {}
+        self._drift_seen = 0
+        self._drift_at = 0.0
+        self.accuracy = Accuracy(None, 0, 0)
+        self.gate = CacheGate(cache_threshold) if cache_threshold is not None else None
+        self.closed = False
+        self.cache: OutputCache | None = None  # set by the instance that owns the cache
+        self._class_children: dict[str, Any] = {}
+        self._drift_children: dict[tuple[str, str], Any] = {}
+        self._accuracy_gauge = metrics.live_accuracy.labels(name, version)
+        self._cache_gauge = metrics.cache_enabled.labels(name, version)
+        self._cache_gauge.set(1 if self.gate is not None else 0)
+
+    @property
+    def suspended(self) -> bool:
+        """True while live accuracy keeps the output cache off."""
+        return self.gate is not None and self.gate.suspended
+
+    def record(self, request_id: str, inputs: Arrays, outputs: Arrays) -> None:
+        """Hot path: remember an answered request until the next flush."""
+        if len(self.pending) >= _PENDING_LIMIT:
+            self.dropped += 1  # the flusher is far behind; keep memory bounded
+            return
+        self.pending.append((request_id, inputs, outputs, time.time()))
+
+    def take(self, log: logging.Logger | None, log_sample: float) -> list[tuple[Any, ...]]:
+        """Move pending requests out: count classes, feed drift and log; rows for the store."""
+        if not self.pending:
+            return []
+        items, self.pending = self.pending, deque()
+        rows: list[tuple[Any, ...]] = []
+        counts: dict[str, int] = {}
+        sample = self.config.drift_sample
+        for rid, inputs, outputs, ts in items:
+            if self.profile is not None and (sample >= 1 or self._rng.random() < sample):
+                self.window.add(inputs)
+            if self.classes_of is not None:
+                classes = self.classes_of(outputs)
+                if classes is not None:
+                    rows.append((self.name, rid, self.version, ts, encode_classes(classes)))
+                    labels, n = np.unique(classes.astype(str), return_counts=True)
+                    for label, count in zip(labels.tolist(), n.tolist(), strict=True):
+                        counts[label] = counts.get(label, 0) + count
+            if log is not None and log_sample > 0 and self._rng.random() < log_sample:
+                log.info(_log_line(self.name, self.version, rid, ts, inputs, outputs))
+        for label, count in counts.items():
+            child = self._class_children.get(label)
+            if child is None:
+                child = self._class_children[label] = self.metrics.predictions.labels(
+                    self.name, self.version, label
+                )
+            child.inc(count)
+        return rows
+
+    def drift_due(self, now: float) -> bool:
+        """True when enough new rows arrived since the last drift computation."""
+        return (
+            self.profile is not None
+            and self.window.rows >= self.config.drift_min_rows
+            and self.window.seen != self._drift_seen
+            and now - self._drift_at >= self.config.drift_interval_s
+        )
+
+    def drift_inputs(self, now: float) -> dict[str, np.ndarray[Any, Any]]:
+        """A copy of the window to score off the event loop."""
+        self._drift_seen, self._drift_at = self.window.seen, now
+        return {k: v.copy() for k, v in self.window.arrays().items()}
+
+    def publish_drift(self, scores: dict[tuple[str, str], float]) -> None:
+        """Export fresh drift scores."""
+        self.drift = scores
+        for key, score in scores.items():
+            child = self._drift_children.get(key)
+            if child is None:
+                child = self._drift_children[key] = self.metrics.drift.labels(
+                    self.name, self.version, key[0], key[1]
+                )
+            child.set(score)
+
+    def publish_accuracy(self, accuracy: Accuracy) -> bool:
+        """Export live accuracy; returns True when the cache gate changed."""
+        self.accuracy = accuracy
+        if accuracy.value is not None:
+            self._accuracy_gauge.set(accuracy.value)
+        gate = self.gate
+        if gate is None or accuracy.value is None:
+            return False
+        if accuracy.requests < self.config.min_labels:
+            return False
+        low = accuracy.value < gate.threshold
+        if low == gate.suspended:
+            return False
+        gate.suspended = low
+        gate.reason = (
+            f"live accuracy {accuracy.value:.3f} < {gate.threshold:g} over "
+            f"{accuracy.requests} labelled requests"
+            if low
+            else ""
+        )
+        self._cache_gauge.set(0 if low else 1)
+        return True
+
+    def feedback_counted(self, rows: int, correct: int) -> None:
+        """Count labelled rows."""
+        self.metrics.feedback.labels(self.name, self.version, "correct").inc(correct)
+        self.metrics.feedback.labels(self.name, self.version, "wrong").inc(rows - correct)
+
+    def status(self) -> dict[str, Any]:
+        """Drift, accuracy and cache state for the summary."""
+        psi = {f: s for (f, m), s in self.drift.items() if m == "psi"}
+        ks = {f: s for (f, m), s in self.drift.items() if m == "ks"}
+        return {
+            "classifier": self.classes_of is not None,
+            "profile": self.profile is not None,
+            "drift_rows": self.window.rows,
+            "drift_psi": psi,
+            "drift_ks": ks,
+            "drift_max_psi": max(psi.values(), default=None),
+            "live_accuracy": self.accuracy.value,
+            "labelled_requests": self.accuracy.requests,
+            "cache": ("off" if self.gate is None else "suspended" if self.gate.suspended else "on"),
+            "cache_reason": self.gate.reason if self.gate else "",
+        }
+
+
+def _log_line(name: str, version: str, rid: str, ts: float, inputs: Arrays, outputs: Arrays) -> str:
+    return orjson.dumps(
+        {
+            "ts": ts,
+            "model": name,
+            "version": version,
+            "id": rid,
+            "inputs": {k: v.tolist() for k, v in inputs.items()},
+            "outputs": {k: v.tolist() for k, v in outputs.items()},
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    ).decode()
+
+
+def _rotating_log(path: Path, config: MonitoringConfig) -> logging.Logger:
+    log = logging.getLogger(f"modelfleet.watch.{path}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=config.log_max_bytes, backupCount=config.log_backups
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+class Watchtower:
+    """Every model watch of one server process, the feedback store and the logs."""
+
+    def __init__(self, config: MonitoringConfig, metrics: ServingMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.watches: list[ModelWatch] = []
+        self._owned_dir: str | None = None
+        given = config.state_dir or os.environ.get(STATE_DIR_ENV)
+        if given:
+            self.state_dir = Path(given)
+        else:
+            self._owned_dir = tempfile.mkdtemp(prefix="modelfleet-state-")
+            self.state_dir = Path(self._owned_dir)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelfleet-watch")
+        self.store: FeedbackStore | None = None
+        self._predictions_log: logging.Logger | None = None
+        self._feedback_log: logging.Logger | None = None
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._accuracy_at = 0.0
+        self._prune_at = 0.0
+
+    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def start(self) -> None:
+        """Open the store and logs, then flush periodically."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = await self._on_thread(
+            lambda: FeedbackStore(
+                self.state_dir / "predictions.sqlite3",
+                retention_s=self.config.retention_s,
+                max_predictions=self.config.max_predictions,
+            )
+        )
+        pid = os.getpid()
+        self._predictions_log = _rotating_log(
+            self.state_dir / f"predictions-{pid}.jsonl", self.config
+        )
+        self._feedback_log = _rotating_log(self.state_dir / f"feedback-{pid}.jsonl", self.config)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def watch(
+        self,
+        name: str,
+        version: str,
+        signature: Signature,
+        profile: Mapping[str, Any] | None,
+        config: WatchConfig,
+        *,
+        cache_threshold: float | None,
+    ) -> ModelWatch:
+        """A new watch for a model version being loaded."""
+        watch = ModelWatch(
+            name, version, signature, profile, config, self.metrics, cache_threshold=cache_threshold
+        )
+        self.watches.append(watch)
+        return watch
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval_s)
+            try:
+                await self.flush()
+                await self._periodic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep watching; the next round retries
+                logger.exception("monitoring round failed")
+
+    async def flush(self) -> None:
+        """Write every pending prediction now (feedback calls this before joining)."""
+        async with self._flush_lock:
+            rows: list[tuple[Any, ...]] = []
+            for watch in list(self.watches):
+                rows.extend(watch.take(self._predictions_log, self.config.log_sample))
+                if watch.closed and not watch.pending:
+                    self.watches.remove(watch)
+            if rows and self.store is not None:
+                await self._on_thread(self.store.add_predictions, rows)
+
+    async def _periodic(self) -> None:
+        now = time.monotonic()
+        for watch in self.watches:
+            if watch.drift_due(now):
+                window = watch.drift_inputs(now)
+                profile = watch.profile
+                assert profile is not None  # drift_due checked it
+                scores = await asyncio.get_running_loop().run_in_executor(
+                    None, drift_scores, profile, window
+                )
+                watch.publish_drift(scores)
+        if now - self._accuracy_at >= _ACCURACY_EVERY_S:
+            self._accuracy_at = now
+            for watch in self.watches:
+                if watch.classes_of is not None and not watch.closed:
+                    await self.refresh_accuracy(watch)
+        if now - self._prune_at >= _PRUNE_EVERY_S and self.store is not None:
+            self._prune_at = now
+            await self._on_thread(self.store.prune)
+
+    async def refresh_accuracy(self, watch: ModelWatch) -> None:
+        """Re-read live accuracy; suspend or resume the cache when it crosses the threshold."""
+        assert self.store is not None
+        accuracy = await self._on_thread(
+            self.store.accuracy, watch.name, watch.version, watch.config.accuracy_window
+        )
+        if watch.publish_accuracy(accuracy) and watch.gate is not None:
+            if watch.gate.suspended:
+                logger.warning(
+                    "%s:%s: cache suspended: %s", watch.name, watch.version, watch.gate.reason
+                )
+                await self._drop_cache(watch)
+            else:
+                logger.info(
+                    "%s:%s: live accuracy recovered; cache resumed", watch.name, watch.version
+                )
+
+    @staticmethod
+    async def _drop_cache(watch: ModelWatch) -> None:
+        if watch.cache is not None:
+            dropped = await watch.cache.drop()
+            logger.info("%s:%s: dropped %d cached outputs", watch.name, watch.version, dropped)
+
+    async def feedback(self, watch: ModelWatch, body: bytes) -> dict[str, Any]:
+        """Join a feedback body to recorded predictions; live accuracy after it."""
+        ids, labels = parse_feedback(body)
+        if watch.classes_of is None:
+            raise NotAClassifierError(
+                f"model {watch.name!r} has no class output, so labels cannot be compared",
+                hint="feedback and live accuracy need a classifier (a label output or one "
+                "score matrix)",
+            )
+        await self.flush()
+        assert self.store is not None
+        result = await self._on_thread(
+            self.store.add_feedback, watch.name, ids, labels, watch.class_kind
+        )
+        by_version = {w.version: w for w in self.watches if w.name == watch.name}
+        for version, (rows, correct) in result.per_version.items():
+            target = by_version.get(version)
+            if target is not None:
+                target.feedback_counted(rows, correct)
+        if self._feedback_log is not None:
+            self._feedback_log.info(
+                orjson.dumps(
+                    {"ts": time.time(), "model": watch.name, "ids": ids, "labels": labels}
+                ).decode()
+            )
+        await self.refresh_accuracy(watch)
+        return {
+            "model": watch.name,
+            "accepted": result.accepted,
+            "rows": result.rows,
+            "correct": result.correct,
+            "live_accuracy": {
+                "version": watch.version,
+                "value": watch.accuracy.value,
+                "labelled_requests": watch.accuracy.requests,
+                "window": watch.config.accuracy_window,
+            },
+            "cache": watch.status()["cache"],
+        }
+
+    async def close(self) -> None:
+        """Flush what is pending, close the store, remove a temporary state directory."""
+        if self._task is not None:
+            self._task.cancel()
+        try:
+            await self.flush()
+        finally:
+            if self.store is not None:
+                await self._on_thread(self.store.close)
+            self._thread.shutdown(wait=True)
+            for log in (self._predictions_log, self._feedback_log):
+                for handler in list(log.handlers) if log else []:
+                    handler.close()
+                    log.removeHandler(handler)  # type: ignore[union-attr]
+            if self._owned_dir:
+                shutil.rmtree(self._owned_dir, ignore_errors=True)
