@@ -2,10 +2,12 @@
 # Installs the Debian/Ubuntu packages the test suite starts for real: a private PostgreSQL
 # server (the fixture runs initdb/pg_ctl in a temp dir; no system service is used), and wrk
 # for the load tests and benchmarks; redis-server for the shared output cache; podman,
-# buildah and debootstrap to build and run images (debootstrap makes the local base).
+# buildah and debootstrap to build and run images (debootstrap makes the local base);
+# prometheus (and promtool) and chromium for the monitoring tests.
 set -euo pipefail
 
-packages=(postgresql redis-server git wrk podman buildah skopeo runc fuse-overlayfs slirp4netns uidmap debootstrap binutils)
+packages=(postgresql redis-server git wrk podman buildah skopeo runc fuse-overlayfs slirp4netns uidmap debootstrap binutils
+  prometheus chromium chromium-driver)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         deploy_cmds,
         freeze_cmds,
         jobs_cmds,
+        monitor_cmds,
         registry_cmds,
         serve_cmds,
     )
