@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from modelfleet.errors import ServingError
+from modelfleet.errors import ModelfleetError, ServingError
 from modelfleet.serving.protocol import HEADER_LENGTH, decode_response, encode_request
 from modelfleet.signature import to_named_arrays
 
@@ -38,6 +38,8 @@ class Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.binary = binary
+        self.url = url.rstrip("/")
+        self.last_request_id: str | None = None  # of the latest predict(): for feedback()
         self._input_names: dict[str, list[str]] = {}
 
     def __enter__(self) -> Client:
@@ -73,6 +75,28 @@ class Client:
         doc: dict[str, Any] = self._check(self._http.get(path)).json()
         return doc
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._check(self._http.request(method, path, **kwargs))
+        except httpx.TransportError as exc:
+            raise ModelfleetError(
+                f"cannot reach {self.url}: {exc}", hint="check the URL and that the server runs"
+            ) from exc
+
+    def summary(self) -> dict[str, Any]:
+        """``GET /monitor/summary``: per model rates, latency, cache, drift and accuracy."""
+        doc: dict[str, Any] = self._send("GET", "/monitor/summary").json()
+        return doc
+
+    def feedback(self, name: str, request_ids: list[str], labels: list[Any]) -> dict[str, Any]:
+        """Send true labels for answered requests (one label, or one list per row, per id).
+
+        Returns what was accepted and the model's live accuracy after it.
+        """
+        body = {"request_ids": list(request_ids), "labels": _plain(labels)}
+        doc: dict[str, Any] = self._send("POST", f"/v2/models/{name}/feedback", json=body).json()
+        return doc
+
     def reload(self, name: str | None = None) -> Any:
         """Ask the server to re-resolve a model (or all); needs an ``admin`` token if set."""
         path = f"/v2/repository/models/{name}/load" if name else "/admin/reload"
@@ -101,8 +125,13 @@ class Client:
         priority: int | None = None,
         timeout_ms: float | None = None,
         cache: bool = True,
+        request_id: str | None = None,
     ) -> dict[str, np.ndarray[Any, Any]]:
-        """Run ``data`` (array, DataFrame or dict of arrays) through a served model."""
+        """Run ``data`` (array, DataFrame or dict of arrays) through a served model.
+
+        The request's id (``request_id`` or one the server picks) is in
+        :attr:`last_request_id`; pass it to :meth:`feedback` once the true labels are known.
+        """
         inputs = {
             k: v if v.dtype.kind != "U" else v.astype(object)
             for k, v in self._named(name, data).items()
@@ -122,8 +151,24 @@ class Client:
             headers[HEADER_LENGTH] = str(header_length)
         if not cache:
             headers["cache-control"] = "no-cache"
+        if request_id is not None:
+            headers["x-request-id"] = request_id
         path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
         response = self._check(self._http.post(path, content=body, headers=headers))
+        self.last_request_id = response.headers.get("x-request-id")
         length = response.headers.get(HEADER_LENGTH)
         _, result = decode_response(response.content, int(length) if length else None)
         return result
+
+
+def _plain(labels: list[Any]) -> list[Any]:
+    """Labels as JSON values (numpy scalars and arrays become ints, strings and lists)."""
+    out: list[Any] = []
+    for label in labels:
+        if isinstance(label, np.ndarray):
+            out.append(label.tolist())
+        elif isinstance(label, np.generic):
+            out.append(label.item())
+        else:
+            out.append(label)
+    return out

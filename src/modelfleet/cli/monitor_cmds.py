@@ -1,4 +1,4 @@
-"""Monitoring commands: monitor rules (Prometheus alert rules), monitor dashboard (Grafana)."""
+"""Monitoring commands: monitor rules / dashboard / watch (retraining trigger), feedback."""
 
 from __future__ import annotations
 
@@ -165,3 +165,172 @@ def dashboard(
         emit_json({"dashboard": str(path)})
     else:
         console.print(f"wrote Grafana dashboard to {path}")
+
+
+TokenOption = Annotated[
+    str | None, typer.Option(envvar="MODELFLEET_TOKEN", help="bearer token of the server")
+]
+
+
+@monitor_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="the server, e.g. http://127.0.0.1:8080")],
+    model: Annotated[
+        list[str] | None, typer.Option(help="watch only this model (repeatable)")
+    ] = None,
+    min_accuracy: Annotated[
+        float, typer.Option(help="retrain when live accuracy stays below this")
+    ] = 0.8,
+    max_psi: Annotated[
+        float, typer.Option(help="retrain when a feature's drift (PSI) stays above this")
+    ] = 0.2,
+    min_labels: Annotated[
+        int, typer.Option(help="labelled requests needed before accuracy counts")
+    ] = 20,
+    sustain: Annotated[
+        float, typer.Option("--for", help="seconds a breach must last before retraining")
+    ] = 300.0,
+    cooldown: Annotated[
+        float, typer.Option(help="seconds before the same model may be retrained again")
+    ] = 3600.0,
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 10.0,
+    rounds: Annotated[
+        int | None, typer.Option(help="stop after this many polls [default: run until Ctrl-C]")
+    ] = None,
+    auto_retrain: Annotated[
+        bool,
+        typer.Option(
+            "--auto-retrain", help="submit the training job (default: only say what would be)"
+        ),
+    ] = False,
+    token: TokenOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Watch a server; queue a model's training pipeline when it stays inaccurate or drifted."""
+    import time
+
+    from modelfleet.client import Client
+    from modelfleet.monitor.retrain import RetrainPolicy, RetrainTrigger
+
+    if min(interval, sustain, cooldown) < 0 or not 0 <= min_accuracy <= 1 or max_psi < 0:
+        raise ConfigError(
+            "invalid watch settings",
+            hint="--interval/--for/--cooldown >= 0, 0 <= --min-accuracy <= 1, --max-psi >= 0",
+        )
+    policy = RetrainPolicy(
+        min_accuracy=min_accuracy,
+        max_psi=max_psi,
+        min_labels=min_labels,
+        sustain_s=sustain,
+        cooldown_s=cooldown,
+    )
+    trigger = RetrainTrigger(
+        policy, state(ctx).settings, auto=auto_retrain, models=set(model) if model else None
+    )
+    mode = "submits retraining jobs" if auto_retrain else "dry run: reports what it would submit"
+    if not as_json:
+        console.print(f"watching {url} every {interval:g} s ({mode})")
+    done = 0
+    with Client(url, token=token) as client:
+        while rounds is None or done < rounds:
+            if done:
+                time.sleep(interval)
+            done += 1
+            try:
+                summary = client.summary()
+            except ModelfleetError as exc:
+                if done == 1:
+                    raise  # a wrong URL or token should fail at once
+                console.print(f"[yellow]poll failed, retrying: {exc}[/]")
+                continue
+            for decision in trigger.observe(summary):
+                if as_json:
+                    emit_json(
+                        {
+                            "model": decision.model,
+                            "version": decision.version,
+                            "reason": decision.reason,
+                            "pipeline": decision.pipeline,
+                            "params": decision.params,
+                            "submitted": decision.submitted,
+                            "job": decision.job_id,
+                            "problem": decision.problem,
+                        }
+                    )
+                else:
+                    console.print(decision.describe(), markup=False, highlight=False)
+
+
+def _label_value(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a bare word is a text label
+
+
+def _feedback_file(path: Path) -> list[tuple[str, Any]]:
+    import csv
+    import json
+
+    if not path.is_file():
+        raise ConfigError(f"feedback file {path} does not exist", hint="check --file")
+    pairs: list[tuple[str, Any]] = []
+    try:
+        if path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    pairs.append((str(row["request_id"]), row["label"]))
+        else:
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    pairs.append((row["request_id"], _label_value(row["label"])))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not valid feedback: {type(exc).__name__}: {exc}",
+            hint="write CSV with columns request_id,label (or JSON lines with those keys)",
+        ) from exc
+    return pairs
+
+
+@app.command("feedback")
+def feedback(
+    name: Annotated[str, typer.Argument(help="the served model")],
+    labels: Annotated[
+        list[str] | None,
+        typer.Argument(help='REQUEST_ID=LABEL pairs; LABEL is JSON (7, "yes", [0, 2]) or a word'),
+    ] = None,
+    url: Annotated[str, typer.Option(help="the server")] = "http://127.0.0.1:8080",
+    file: Annotated[
+        Path | None,
+        typer.Option(help="CSV (request_id,label) or JSON lines with the labels to send"),
+    ] = None,
+    token: TokenOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send the true labels of answered requests; prints the model's live accuracy."""
+    from modelfleet.client import Client
+
+    pairs = _feedback_file(file) if file is not None else []
+    for pair in labels or []:
+        rid, sep, value = pair.partition("=")
+        if not sep or not rid:
+            raise ConfigError(f"invalid label {pair!r}", hint="write REQUEST_ID=LABEL")
+        pairs.append((rid, _label_value(value)))
+    if not pairs:
+        raise ConfigError("no labels given", hint="pass REQUEST_ID=LABEL pairs or --file")
+    with Client(url, token=token) as client:
+        result = client.feedback(name, [p[0] for p in pairs], [p[1] for p in pairs])
+    if as_json:
+        emit_json(result)
+        return
+    live = result["live_accuracy"]
+    value = "n/a" if live["value"] is None else f"{live['value']:.4f}"
+    console.print(
+        f"{result['accepted']} labelled requests ({result['correct']}/{result['rows']} rows "
+        f"right); {name}:{live['version']} live accuracy {value} over the last "
+        f"{live['labelled_requests']} labelled requests; cache {result['cache']}"
+    )
