@@ -1,13 +1,20 @@
-"""modelfleet end to end on one machine: train, register, freeze, quantize, promote, report.
+"""modelfleet end to end on one machine, from training to a monitored service and back.
 
-Run it with ``make demo``. It trains two real models on data shipped with scikit-learn:
+Run it with ``make demo``. It trains three real models on data generated here or shipped
+with scikit-learn:
 
+* ``churn``: a pipeline (validate, split, gradient boosting) submitted as a job on the queue
+  and run by a local worker;
 * ``cancer-gbt``: a tabular pipeline (imputer + HistGradientBoosting) on the breast-cancer set;
 * ``digits-mlp``: a small PyTorch network on the 8x8 digits set.
 
 Each is registered (stored safely, frozen to ONNX and verified against the source), quantized
 to fp16 and int8 where that helps (the tolerance gate refuses the rest), and the best
-version is promoted to qa behind an accuracy requirement. The registry lives in
+version is promoted to qa behind an accuracy requirement. Then a container image is built
+and run, Kubernetes manifests are written, the qa versions are served and called, and the
+monitoring loop is shown: true labels sent as feedback move live accuracy (and switch a
+model's cache off), shifted inputs raise drift, and the retrain trigger says which training
+job it would queue. It ends with the monitoring summary. The registry lives in
 ``MODELFLEET_HOME`` (default ``.demo/home``, wiped at the start so numbering starts at 1).
 """
 
@@ -174,9 +181,22 @@ def _median_ms(call: Any, runs: int = 200) -> float:
     return statistics.median(timings) * 1000
 
 
-def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None:
+# Drift is scored once 100 recent rows are in and every second (defaults: 200 rows, 5 s),
+# so the demo's short run shows it; the cache follows live accuracy after 20 labels.
+SERVE_CONFIG = """
+monitoring: {summary_window_s: 30}
+models:
+  - {ref: cancer-gbt@qa, watch: {drift_min_rows: 100, drift_interval_s: 1}}
+  - {ref: digits-mlp@qa, watch: {drift_min_rows: 100, drift_interval_s: 1}}
+  - {ref: churn@qa, watch: {drift_min_rows: 100, drift_interval_s: 1}}
+"""
+
+
+def serve_and_call(home: Path, data: dict[str, np.ndarray]) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    config = home / "serve.yaml"
+    config.write_text(SERVE_CONFIG)
     log = (home.parent / "serve.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -186,9 +206,8 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
             "--home",
             str(home),
             "serve",
-            "cancer-gbt@qa",
-            "digits-mlp@qa",
-            "churn@qa",
+            "--config",
+            str(config),
             "--port",
             str(port),
         ],
@@ -197,72 +216,156 @@ def serve_and_call(home: Path, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None
     )
     try:
         _wait_ready(url, proc)
-        table = Table(title=f"served at {url}", title_justify="left")
-        for column in ("model", "protocol", "rows", "answer", "median ms (client)"):
-            table.add_column(column)
-        with httpx.Client(base_url=url) as http, Client(url) as client:
-            one = Xg_test[:1]
-            body = {
-                "inputs": [
-                    {
-                        "name": "input",
-                        "shape": [1, 30],
-                        "datatype": "FP32",
-                        "data": one.ravel().tolist(),
-                    }
-                ]
-            }
-            answer = http.post("/v2/models/cancer-gbt/infer", json=body).json()
-            ms = _median_ms(lambda: http.post("/v2/models/cancer-gbt/infer", json=body))
-            table.add_row(
-                "cancer-gbt",
-                "V2 JSON",
-                "1",
-                f"label {answer['outputs'][0]['data'][0]}",
-                f"{ms:.3f}",
-            )
-            batch = Xn_test[:64]
-            labels = client.predict("digits-mlp", batch)["output"].argmax(axis=1)
-            ms = _median_ms(lambda: client.predict("digits-mlp", batch, cache=False))
-            table.add_row(
-                "digits-mlp", "V2 binary (SDK)", "64", f"digits {labels[:5].tolist()}…", f"{ms:.3f}"
-            )
-            customers = pd.DataFrame(
-                {
-                    "tenure": np.array([2, 60], dtype=np.int64),
-                    "monthly": np.array([140.0, 25.0], dtype=np.float32),
-                    "calls": np.array([6, 0], dtype=np.int64),
-                    "plan": ["basic", "pro"],
-                }
-            )
-            churn = client.predict("churn", customers)
-            risk = churn["probabilities"][:, 1]
-            ms = _median_ms(lambda: client.predict("churn", customers, cache=False))
-            table.add_row(
-                "churn",
-                "V2 binary (SDK, DataFrame)",
-                "2",
-                f"churn risk {risk[0]:.2f} vs {risk[1]:.2f}",
-                f"{ms:.3f}",
-            )
-            v1 = http.post(
-                "/v1/models/digits-mlp:predict", json={"instances": Xn_test[:2].tolist()}
-            ).json()
-            table.add_row(
-                "digits-mlp", "KServe v1", "2", f"{len(v1['predictions'])} predictions", ""
-            )
-            console.print(table)
-            metrics = http.get("/metrics").text
-        hits = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="hit"')
-        misses = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="miss"')
-        console.print(
-            f"output cache: {hits:.0f} hits, {misses:.0f} misses (repeated inputs "
-            "are answered from the cache; accuracy >= 0.8 enables it)"
-        )
+        call(url, data["Xg_test"], data["Xn_test"])
+        console.rule("8. monitor: feedback and live accuracy, drift, the retrain trigger")
+        monitor(home, url, data)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log.close()
+
+
+def call(url: str, Xg_test: np.ndarray, Xn_test: np.ndarray) -> None:
+    table = Table(title=f"served at {url}", title_justify="left")
+    for column in ("model", "protocol", "rows", "answer", "median ms (client)"):
+        table.add_column(column)
+    with httpx.Client(base_url=url) as http, Client(url) as client:
+        one = Xg_test[:1]
+        body = {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 30],
+                    "datatype": "FP32",
+                    "data": one.ravel().tolist(),
+                }
+            ]
+        }
+        answer = http.post("/v2/models/cancer-gbt/infer", json=body).json()
+        ms = _median_ms(lambda: http.post("/v2/models/cancer-gbt/infer", json=body))
+        table.add_row(
+            "cancer-gbt",
+            "V2 JSON",
+            "1",
+            f"label {answer['outputs'][0]['data'][0]}",
+            f"{ms:.3f}",
+        )
+        batch = Xn_test[:64]
+        labels = client.predict("digits-mlp", batch)["output"].argmax(axis=1)
+        ms = _median_ms(lambda: client.predict("digits-mlp", batch, cache=False))
+        table.add_row(
+            "digits-mlp", "V2 binary (SDK)", "64", f"digits {labels[:5].tolist()}…", f"{ms:.3f}"
+        )
+        customers = pd.DataFrame(
+            {
+                "tenure": np.array([2, 60], dtype=np.int64),
+                "monthly": np.array([140.0, 25.0], dtype=np.float32),
+                "calls": np.array([6, 0], dtype=np.int64),
+                "plan": ["basic", "pro"],
+            }
+        )
+        churn = client.predict("churn", customers)
+        risk = churn["probabilities"][:, 1]
+        ms = _median_ms(lambda: client.predict("churn", customers, cache=False))
+        table.add_row(
+            "churn",
+            "V2 binary (SDK, DataFrame)",
+            "2",
+            f"churn risk {risk[0]:.2f} vs {risk[1]:.2f}",
+            f"{ms:.3f}",
+        )
+        v1 = http.post(
+            "/v1/models/digits-mlp:predict", json={"instances": Xn_test[:2].tolist()}
+        ).json()
+        table.add_row("digits-mlp", "KServe v1", "2", f"{len(v1['predictions'])} predictions", "")
+        console.print(table)
+        metrics = http.get("/metrics").text
+    hits = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="hit"')
+    misses = _sample_sum(metrics, "modelfleet_cache_lookups_total", 'result="miss"')
+    console.print(
+        f"output cache: {hits:.0f} hits, {misses:.0f} misses (repeated inputs "
+        "are answered from the cache; accuracy >= 0.8 enables it)"
+    )
+
+
+def _customers(rows: int, seed: int, price_factor: float = 1.0) -> pd.DataFrame:
+    """New customers like the churn pipeline's, with monthly charges scaled by price_factor."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "tenure": rng.integers(0, 72, rows).astype(np.int64),
+            "monthly": (rng.gamma(4.0, 18.0, rows) * price_factor).astype(np.float32),
+            "calls": rng.poisson(1.5, rows).astype(np.int64),
+            "plan": rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2]),
+        }
+    )
+
+
+def monitor(home: Path, url: str, data: dict[str, np.ndarray]) -> None:
+    Xn, yn, Xg, yg = data["Xn_test"], data["yn_test"], data["Xg_test"], data["yg_test"]
+    with Client(url) as client:
+        ids, labels = [], []
+        for start in range(0, 320, 16):  # 20 requests of 16 digits, labelled later
+            client.predict("digits-mlp", Xn[start : start + 16])
+            ids.append(client.last_request_id)
+            labels.append(yn[start : start + 16].tolist())
+        done = client.feedback("digits-mlp", ids, labels)["live_accuracy"]
+        console.print(
+            f"digits-mlp: true labels for {done['labelled_requests']} requests -> live "
+            f"accuracy {done['value']:.4f}"
+        )
+        ids = []
+        for row in Xg[:40]:
+            client.predict("cancer-gbt", row[None, :])
+            ids.append(client.last_request_id)
+        flipped = client.feedback("cancer-gbt", ids, [int(1 - v) for v in yg[:40]])
+        console.print(
+            "cancer-gbt: the labels now disagree with the model -> live accuracy "
+            f"{flipped['live_accuracy']['value']:.4f}; its output cache is {flipped['cache']} "
+            "(cached answers dropped until accuracy recovers)"
+        )
+        client.predict("churn", _customers(300, seed=7, price_factor=2.0))
+        time.sleep(1.5)  # drift is rescored every second
+        summary = client.summary()
+    churn = next(m for m in summary["models"] if m["name"] == "churn")
+    psi = churn["drift"]["psi"]
+    console.print(
+        "churn: prices doubled -> drift (PSI) "
+        + ", ".join(f"{f} {psi[f]:.2f}" for f in sorted(psi, key=psi.get, reverse=True))
+    )
+    console.print(
+        "(cancer-gbt and digits-mlp drift too: the latency loops above sent the same rows "
+        "hundreds of times, and a window full of repeats is rightly far from the training data)"
+    )
+    cli = [sys.executable, "-m", "modelfleet", "--home", str(home)]
+    env = {**os.environ, "COLUMNS": str(console.width)}
+    console.print("retrain trigger (modelfleet monitor watch URL --for 0 --rounds 1, dry run):")
+    watch = [*cli, "monitor", "watch", url, "--for", "0", "--rounds", "1"]
+    subprocess.run(watch, check=True, env=env)
+    out = home / "monitor"
+    for what in ("rules", "dashboard"):
+        subprocess.run([*cli, "monitor", what, "--out", str(out)], check=True, env=env)
+    console.rule("monitoring summary (modelfleet status URL shows it live)")
+    table = Table(title=f"{url}/monitor/summary", title_justify="left")
+    for column in ("model", "version", "requests", "p50 / p99 ms", "cache (hit ratio)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("worst drift (PSI)")
+    table.add_column("live accuracy (labels)", no_wrap=True)
+    for m in summary["models"]:
+        psi = m["drift"]["psi"]
+        worst = max(psi, key=psi.get) if psi else None
+        live = m["accuracy"]["live"]
+        ratio = m["cache_hit_ratio"]
+        table.add_row(
+            m["name"],
+            m["version"],
+            f"{m['requests']:.0f}",
+            f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f}" if m["p99_ms"] is not None else "-",
+            m["cache"] + (f" ({ratio:.2f})" if ratio is not None else ""),
+            f"{psi[worst]:.2f} {worst}" if worst else "-",
+            f"{live:.4f} ({m['accuracy']['labelled_requests']})" if live is not None else "-",
+        )
+    console.print(table)
 
 
 def train_as_job(home: Path) -> None:
@@ -401,11 +504,12 @@ def main() -> int:
     console.rule("5. summary")
     console.print(summary(settings))
 
-    console.rule("6. serve the qa versions and call them (V2 JSON, V2 binary via the SDK, v1)")
-    serve_and_call(home, Xg_test, Xn_test)
-
-    console.rule("7. ship: image per model x version x environment, run it, Kubernetes manifests")
+    console.rule("6. ship: image per model x version x environment, run it, Kubernetes manifests")
     ship(settings, Xg_test)
+
+    console.rule("7. serve the qa versions and call them (V2 JSON, V2 binary via the SDK, v1)")
+    data = {"Xg_test": Xg_test, "yg_test": yg_test, "Xn_test": Xn_test, "yn_test": yn_test}
+    serve_and_call(home, data)
     console.print(f"registry: {home}  (try: modelfleet --home {home} versions digits-mlp)")
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0

@@ -90,3 +90,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "output cache: 200 hits" in out
     assert "prod: 9 manifests" in out
     assert "container answered at" in out  # podman is installed by make test
+    # The monitoring loop: feedback moves live accuracy and switches a cache off, shifted
+    # prices raise churn's drift, the trigger names the job it would queue, and the demo ends
+    # with the summary.
+    assert "digits-mlp: true labels for 20 requests -> live accuracy" in out
+    assert "its output cache is suspended" in out
+    assert re.search(r"prices doubled -> drift \(PSI\) monthly \d", out)
+    assert "would submit (dry run, pass --auto-retrain): modelfleet jobs submit" in out
+    assert "examples/churn/pipeline.py --param seed=0" in out
+    assert out.index("monitoring summary") > out.index("container answered at")
+    assert "suspended (" in out.split("monitoring summary")[-1]

@@ -86,7 +86,9 @@ class ModelWatch:
         self.classes_of, self.class_kind = class_reader(signature)
         self.pending: deque[tuple[str, Arrays, Arrays, float]] = deque()
         self.dropped = 0
-        self._rng = np.random.default_rng()
+        # Evenly spaced sampling (no RNG: the image leaves numpy.random out).
+        self._drift_credit = 0.0
+        self._log_credit = 0.0
         self.window = DriftWindow(config.drift_window_rows)
         self.drift: dict[tuple[str, str], float] = {}
         self._drift_seen = 0
@@ -97,7 +99,7 @@ class ModelWatch:
         self.cache: OutputCache | None = None  # set by the instance that owns the cache
         self._class_children: dict[str, Any] = {}
         self._drift_children: dict[tuple[str, str], Any] = {}
-        self._accuracy_gauge = metrics.live_accuracy.labels(name, version)
+        self._accuracy_gauge: Any = None  # exported once there is a first label
         self._cache_gauge = metrics.cache_enabled.labels(name, version)
         self._cache_gauge.set(1 if self.gate is not None else 0)
 
@@ -122,8 +124,11 @@ class ModelWatch:
         counts: dict[str, int] = {}
         sample = self.config.drift_sample
         for rid, inputs, outputs, ts in items:
-            if self.profile is not None and (sample >= 1 or self._rng.random() < sample):
-                self.window.add(inputs)
+            if self.profile is not None:
+                self._drift_credit += sample
+                if self._drift_credit >= 1.0:
+                    self._drift_credit -= 1.0
+                    self.window.add(inputs)
             if self.classes_of is not None:
                 classes = self.classes_of(outputs)
                 if classes is not None:
@@ -131,8 +136,11 @@ class ModelWatch:
                     labels, n = np.unique(classes.astype(str), return_counts=True)
                     for label, count in zip(labels.tolist(), n.tolist(), strict=True):
                         counts[label] = counts.get(label, 0) + count
-            if log is not None and log_sample > 0 and self._rng.random() < log_sample:
-                log.info(_log_line(self.name, self.version, rid, ts, inputs, outputs))
+            if log is not None and log_sample > 0:
+                self._log_credit += log_sample
+                if self._log_credit >= 1.0:
+                    self._log_credit -= 1.0
+                    log.info(_log_line(self.name, self.version, rid, ts, inputs, outputs))
         for label, count in counts.items():
             child = self._class_children.get(label)
             if child is None:
@@ -171,6 +179,8 @@ class ModelWatch:
         """Export live accuracy; returns True when the cache gate changed."""
         self.accuracy = accuracy
         if accuracy.value is not None:
+            if self._accuracy_gauge is None:
+                self._accuracy_gauge = self.metrics.live_accuracy.labels(self.name, self.version)
             self._accuracy_gauge.set(accuracy.value)
         gate = self.gate
         if gate is None or accuracy.value is None:
