@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 need_root
 
 PACKAGES=(golang-go etcd-server containerd runc containernetworking-plugins iptables iproute2
-  conntrack socat rsync openssl make gcc libc6-dev dpkg-dev util-linux procps tar)
+  conntrack socat rsync openssl curl jq perl make gcc libc6-dev dpkg-dev util-linux procps tar)
 
 install_packages() {
   local missing=() pkg
@@ -91,6 +91,54 @@ unpack_source() {
   log "unpacking $(basename "$DSC") (applies Debian's patches)"
   dpkg-source -x "$DSC" "$TREE" >/dev/null
   basename "$DSC" >"$TREE/.modelfleet-unpacked"
+}
+
+# Kubernetes 1.20 vendors github.com/modern-go/reflect2 v1.0.1, which declares
+# reflect.mapiterinit with its pre-Go-1.18 signature (returning an iterator) and a two-field
+# stand-in for the iterator struct. Built with Debian's Go 1.19, every JSON encoding of a map
+# then lets the runtime write a 96-byte iterator into a 16-byte allocation: the API server
+# dies with SIGSEGV in aeshashbody/mapiternext within seconds. Rewrite the declaration to
+# the Go >= 1.18 form (caller allocates the iterator, with the runtime's full layout).
+patch_reflect2() {
+  local dir=$TREE/vendor/github.com/modern-go/reflect2 minor
+  minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+  [ -n "$minor" ] && [ "$minor" -ge 18 ] || return 0
+  grep -q 'modelfleet: go1.18 iterator' "$dir/unsafe_link.go" && return 0
+  log "patching vendored reflect2 for Go 1.$minor map iteration"
+  perl -0pi -e '
+    s{func mapiterinit\(rtype unsafe\.Pointer, m unsafe\.Pointer\) \*hiter}
+     {func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer, it *hiter)} or die "mapiterinit not found\n";
+    s{type hiter struct \{.*?\n\}\n}{type hiter struct {
+	// modelfleet: go1.18 iterator layout (mirrors reflect.hiter / runtime.hiter; the
+	// runtime fills in all of it, so it must be this size and keep its pointers visible).
+	key         unsafe.Pointer
+	value       unsafe.Pointer
+	t           unsafe.Pointer
+	h           unsafe.Pointer
+	buckets     unsafe.Pointer
+	bptr        unsafe.Pointer
+	overflow    *[]unsafe.Pointer
+	oldoverflow *[]unsafe.Pointer
+	startBucket uintptr
+	offset      uint8
+	wrapped     bool
+	B           uint8
+	i           uint8
+	bucket      uintptr
+	checkBucket uintptr
+}
+
+// startMapIter allocates an iterator and lets the runtime initialise it in place.
+func startMapIter(rtype unsafe.Pointer, m unsafe.Pointer) *hiter {
+	it := new(hiter)
+	mapiterinit(rtype, m, it)
+	return it
+}
+}s or die "hiter not found\n";
+  ' "$dir/unsafe_link.go"
+  perl -0pi -e '
+    s{hiter:(\s+)mapiterinit\(type2\.rtype, }{hiter:$1startMapIter(type2.rtype, } or die "UnsafeIterate not found\n";
+  ' "$dir/unsafe_map.go"
 }
 
 have_binaries() {
@@ -175,6 +223,7 @@ main() {
   else
     fetch_source
     unpack_source
+    patch_reflect2
     build_binaries
     build_pause
     if [ -z "${K8S_KEEP_BUILD:-}" ]; then

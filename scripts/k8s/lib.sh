@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings and helpers for scripts/k8s/*.sh (sourced, not run).
 #
 # Everything the cluster runs lives in one private network namespace ($K8S_NETNS): etcd, the
@@ -55,7 +56,13 @@ STATE=$K8S_RUN/state
 K8S_HOST_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
-log() { printf '[k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# Host paths the kubelet, containerd or the CNI plugins create outside the run directory
+# (hard-coded in them). up.sh records which existed; down.sh removes what the cluster added.
+K8S_HOST_PATHS=(/run/containerd /var/lib/cni /var/log/pods /var/log/containers /run/xtables.lock
+  /var/lib/kubelet /usr/libexec/kubernetes /etc/kubernetes /var/run/kubernetes /opt/containerd /opt/cni
+  /etc/cni)
+
+log() { printf '[k8s %s] %s\n' "$(date +%H:%M:%S.%1N)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 need_root() {
@@ -64,25 +71,21 @@ need_root() {
 
 # Run a command inside the cluster's network namespace (network only: the mount namespace,
 # cgroups and /sys stay the host's, which the kubelet and containerd need to share).
+# down.sh deletes $K8S_RUN recursively: refuse anything but a dedicated directory.
+check_run_dir() {
+  case "$K8S_RUN" in
+    /*/*) ;;
+    *) die "K8S_RUN must be an absolute path at least two levels deep (got '$K8S_RUN')" ;;
+  esac
+  case "$K8S_RUN" in
+    *//* | */./* | */../* | */. | */.. | */) die "K8S_RUN must be a normalised path (got '$K8S_RUN')" ;;
+  esac
+  case "$K8S_RUN" in
+    /usr/* | /etc/* | /bin/* | /sbin/* | /lib*/* | /boot/* | /proc/* | /sys/* | /dev/*)
+      die "refusing K8S_RUN=$K8S_RUN under a system directory" ;;
+  esac
+}
+
 in_ns() { nsenter --net="/run/netns/$K8S_NETNS" -- "$@"; }
 
 ctr_k8s() { "$(command -v ctr)" --address "$CTRD_SOCK" --namespace k8s.io "$@"; }
-
-# PIDs of processes that belong to this cluster: anything whose command line names the run
-# directory (all our daemons and containerd shims get paths under it), or that sits in the
-# kubelet's pod cgroups (container processes).
-cluster_pids() {
-  local pid cmd
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-    [ "$pid" = "$$" ] && continue
-    [ "$pid" = "$BASHPID" ] && continue
-    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    if [ -n "$cmd" ] && [[ "$cmd" == *"$K8S_RUN/"* ]]; then
-      echo "$pid"
-      continue
-    fi
-    if grep -qs ':/kubepods' "/proc/$pid/cgroup" 2>/dev/null; then
-      echo "$pid"
-    fi
-  done
-}
