@@ -40,9 +40,11 @@ def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     parts = []
+    started = False
     for block in blocks:
-        if README_URL in block:
+        if README_URL in block and not started:
             parts.append(SERVER_PRELUDE.format(port=port, url=url))
+            started = True
         parts.append(block.replace(README_URL, url))
     script = tmp_path / "readme.py"
     script.write_text("\n".join(parts))
@@ -61,6 +63,8 @@ def test_readme_python_snippets_run_in_order(tmp_path: Path) -> None:
         result.stdout
     )
     assert "[0 0 0 0 0 0 0 0 0 0]" in result.stdout  # the client snippet's labels
+    assert "iris-lr:1 True" in result.stdout  # the pipeline snippet registered and gated
+    assert "'labelled_requests': 1" in result.stdout  # the feedback snippet
     assert result.stdout.strip().endswith("1")
 
 

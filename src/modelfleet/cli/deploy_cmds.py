@@ -1,4 +1,4 @@
-"""Kubernetes commands: deploy, rollback, status."""
+"""Kubernetes commands: deploy, rollback, status (which also watches a server by URL)."""
 
 from __future__ import annotations
 
@@ -168,10 +168,33 @@ def rollback_command(
 
 @app.command("status")
 def status_command(
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            help="a running server (http:// or https://): watch its live figures instead of "
+            "listing the cluster's deployments"
+        ),
+    ] = None,
     kubeconfig: KubeconfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="with URL: print once and exit")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.2, help="with URL: seconds between refreshes")
+    ] = 2.0,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELFLEET_TOKEN",
+            help="with URL: bearer token (admin scope) for a server whose metrics are closed",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List modelfleet deployments in the cluster: where, which version, how ready."""
+    """List modelfleet deployments in the cluster, or watch a running server given its URL."""
+    if url is not None:
+        from modelfleet.cli.status_view import show_status
+
+        show_status(url, token=token, interval=interval, once=once, as_json=as_json)
+        return
     from modelfleet.deploy.apply import Cluster, list_deployments
 
     rows = list_deployments(Cluster.connect(kubeconfig))

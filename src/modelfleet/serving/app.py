@@ -305,6 +305,7 @@ class ServingApp:
     def _routes(self) -> list[Route]:
         infer_stub = self._infer_via_router
         return [
+            Route("/", self._page),
             Route("/v2", self._server_metadata),
             Route("/v2/health/live", self._live),
             Route("/v2/health/ready", self._ready),
@@ -417,6 +418,12 @@ class ServingApp:
         self.repository.refresh_gauges()
         await self.repository.watchtower.flush()
         return self._json(self.summary.summarize(self.repository, self.metrics.render()[0]))
+
+    async def _page(self, request: Request) -> Response:
+        self._guard(request, "infer", "docs")
+        from modelfleet.serving.page import monitor_page
+
+        return HTMLResponse(monitor_page())
 
     async def _openapi(self, request: Request) -> Response:
         self._guard(request, "infer", "docs")
