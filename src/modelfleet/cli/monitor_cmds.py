@@ -259,7 +259,10 @@ def watch(
                         }
                     )
                 else:
-                    console.print(decision.describe(), markup=False, highlight=False)
+                    # One decision, one line: the command in it is meant to be copied.
+                    console.print(
+                        decision.describe(), markup=False, highlight=False, soft_wrap=True
+                    )
 
 
 def _label_value(text: str) -> Any:
