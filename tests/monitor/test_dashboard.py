@@ -20,12 +20,12 @@ HISTOGRAMS = {
     "modelfleet_inference_duration_seconds": {"model", "version"},
     "modelfleet_batch_rows": {"model", "version"},
     "modelfleet_batch_requests": {"model", "version"},
-    "modelfleet_model_load_duration_seconds": {"model"},
+    "modelfleet_model_load_duration_seconds": {"model", "version"},
 }
 SERIES = {
     "modelfleet_requests_total": {"model", "version", "endpoint", "status"},
-    "modelfleet_queue_depth": {"model"},
-    "modelfleet_inflight_requests": {"model"},
+    "modelfleet_queue_depth": {"model", "version"},
+    "modelfleet_inflight_requests": {"model", "version"},
     "modelfleet_cache_lookups_total": {"model", "version", "result"},
     "modelfleet_cache_enabled": {"model", "version"},
     "modelfleet_model_load_failures_total": {"model"},

@@ -23,6 +23,7 @@ from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from modelfleet.serving.settings import ModelConfig, ServeConfig
 from tests.models import sum_graph
+from tests.monitor.test_dashboard import EXPORTED
 from tests.prometheus import Prometheus
 from tests.serving.conftest import RunningServer, run_server
 
@@ -133,8 +134,22 @@ def test_prometheus_scrapes_the_server_and_loads_the_rules(
     assert onnx is not None
     assert info["metric"]["sha256"] and onnx.sha256.startswith(info["metric"]["sha256"])
 
+    _exports_match_the_contract(prom)
     _dashboard_panels_have_data(prom, json.loads(dashboard.read_text()))
     _rules_are_healthy(prom)
+
+
+def _exports_match_the_contract(prom: Prometheus) -> None:
+    """Every modelfleet series scraped has exactly the labels the dashboard and rules assume."""
+    seen: dict[str, set[str]] = {}
+    for series in prom.vector('{__name__=~"modelfleet_.+",job="modelfleet"}'):
+        labels = set(series["metric"]) - {"__name__", "job", "instance"}
+        name = series["metric"]["__name__"]
+        if not name.endswith("_created"):  # prometheus-client's creation timestamps
+            seen.setdefault(name, set()).update(labels)
+    assert seen, "no modelfleet series scraped"
+    wrong = {name: labels for name, labels in seen.items() if EXPORTED.get(name) != labels}
+    assert not wrong, f"exported label names differ from the monitoring contract: {wrong}"
 
 
 def _dashboard_panels_have_data(prom: Prometheus, board: dict[str, Any]) -> None:

@@ -94,15 +94,15 @@ class ServingMetrics:
         )
         self.queue_depth = Gauge(
             "modelfleet_queue_depth",
-            "Requests waiting in the model's queue.",
-            ["model"],
+            "Requests waiting in the model version's queue.",
+            ["model", "version"],
             registry=r,
             multiprocess_mode="livesum",
         )
         self.inflight = Gauge(
             "modelfleet_inflight_requests",
-            "Requests being handled.",
-            ["model"],
+            "Requests being handled by the model version.",
+            ["model", "version"],
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -114,8 +114,8 @@ class ServingMetrics:
         )
         self.load_seconds = Histogram(
             "modelfleet_model_load_duration_seconds",
-            "Time to load and warm up a model.",
-            ["model"],
+            "Time to load and warm up a model version.",
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -209,8 +209,15 @@ class ModelMetrics:
         self.inference = p.inference.labels(m, v)
         self.batch_rows = p.batch_rows.labels(m, v)
         self.batch_requests = p.batch_requests.labels(m, v)
-        self.queue_depth = p.queue_depth.labels(m)
-        self.inflight = p.inflight.labels(m)
+        self.queue_depth = p.queue_depth.labels(m, v)
+        self.inflight = p.inflight.labels(m, v)
+
+    def retire(self) -> None:
+        """Drop the live gauges of a version that stopped serving."""
+        for gauge in (self.parent.queue_depth, self.parent.inflight):
+            gauge.labels(self.model, self.version).set(0)
+            if not multiprocess_enabled():
+                gauge.remove(self.model, self.version)
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         """Count one finished request and its latency."""

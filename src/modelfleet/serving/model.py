@@ -222,6 +222,7 @@ class ModelInstance:
         await self.batcher.stop()
         self.runner.close()
         self._info.set(0)
+        self.metrics.retire()
         if self.watch is not None:
             self.watch.closed = True  # flushed once more, then forgotten
 

@@ -204,7 +204,9 @@ class ModelRepository:
         instance.start()
         if self.config.server.warmup:
             await instance.warm_up()
-        self.metrics.load_seconds.labels(handle.name).observe(time.monotonic() - started)
+        self.metrics.load_seconds.labels(handle.name, source.version).observe(
+            time.monotonic() - started
+        )
         return instance
 
     async def load(self, handle: ModelHandle, *, force: bool = False) -> dict[str, Any]:

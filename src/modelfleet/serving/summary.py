@@ -64,8 +64,8 @@ class Scrape:
 
 
 _GAUGES = {
-    "modelfleet_queue_depth": ("model",),
-    "modelfleet_inflight_requests": ("model",),
+    "modelfleet_queue_depth": ("model", "version"),
+    "modelfleet_inflight_requests": ("model", "version"),
     "modelfleet_live_accuracy": ("model", "version"),
     "modelfleet_cache_enabled": ("model", "version"),
     "modelfleet_drift_score": ("model", "version", "feature", "method"),
@@ -105,7 +105,10 @@ def _feedback(scrape: Scrape, key: Key, labels: dict[str, str], value: float) ->
 
 
 def _loads(scrape: Scrape, key: Key, labels: dict[str, str], value: float, name: str) -> None:
-    scrape.loads.setdefault(key[0], {})[name.rsplit("_", 1)[-1]] = value
+    # Summed over the model's versions: every load (and failure) of the served name.
+    loads = scrape.loads.setdefault(key[0], {})
+    kind = name.rsplit("_", 1)[-1]
+    loads[kind] = loads.get(kind, 0.0) + value
 
 
 _READERS = {
@@ -221,8 +224,11 @@ class Summarizer:
             "version": None,
         }
         gauges = scrape.gauges
-        doc["queue_depth"] = gauges.get("modelfleet_queue_depth", {}).get((name,), 0.0)
-        doc["inflight"] = gauges.get("modelfleet_inflight_requests", {}).get((name,), 0.0)
+        for field_name, metric in (
+            ("queue_depth", "modelfleet_queue_depth"),
+            ("inflight", "modelfleet_inflight_requests"),
+        ):  # every version of the name (an old one may still finish work after a swap)
+            doc[field_name] = sum(v for k, v in gauges.get(metric, {}).items() if k[0] == name)
         loads = scrape.loads.get(name, {})
         doc["load_failures"] = loads.get("total", 0.0)
         count = loads.get("count", 0.0)
