@@ -183,3 +183,21 @@ def test_cli_deploy_writes_manifests(
     assert main(["deploy", "adder:1", "--env", "qa", "--cpu", "fast"]) == 1
     assert "invalid CPU request" in capsys.readouterr().err
     assert main(["deploy", "nope", "--env", "qa"]) == 1
+
+
+def test_each_serve_config_is_its_own_configmap_so_rollbacks_find_theirs() -> None:
+    import yaml
+
+    from modelfleet.serving.settings import ServeConfig
+
+    v3, v4 = _objects(_spec()), _objects(_spec(version=4, artifact_sha256="cd" * 32))
+    name3 = v3["ConfigMap"]["metadata"]["name"]
+    assert name3.startswith("churn-model-serve-") and name3 != v4["ConfigMap"]["metadata"]["name"]
+    assert _objects(_spec())["ConfigMap"]["metadata"]["name"] == name3  # deterministic
+    volumes = v3["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "serve-config", "configMap": {"name": name3}} in volumes
+    assert v3["ConfigMap"]["metadata"]["labels"]["modelfleet.io/serve-config"] == "churn-model"
+    profiled = _objects(_spec(profile=True))["ConfigMap"]["data"]["serve.yaml"]
+    config = ServeConfig.model_validate(yaml.safe_load(profiled))
+    assert config.models[0].watch.profile == "/opt/modelfleet/profile.json"
+    assert config.monitoring.max_predictions == 100_000  # sized for the pod's 64 MiB /tmp

@@ -62,6 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
                 model,
                 name="iris",
                 sample_input=X[:20],
+                training_data=X,  # so the image carries a drift profile
                 metrics={"accuracy": model.score(X, y)},
                 registry=reg,
             )
@@ -245,6 +246,11 @@ def test_deploy_roll_forward_under_load_and_back(
     log(f"rollback: {len(load.results)} requests, {len(load.failures)} failed")
     assert load.failures == []
     assert _served_version(url) == "1"
+    # The rolled-back pods read version 1's own serve config (each config is its own
+    # ConfigMap), and watch their inputs against the training profile baked in the image.
+    summary = httpx.get(f"{url}/monitor/summary", timeout=10).json()["models"][0]
+    assert summary["version"] == "1" and summary["drift"]["profile"] is True
+    assert summary["requests"] > 0
 
     os.environ["MODELFLEET_HOME"] = str(settings.home)
     assert main(["status", "--kubeconfig", str(kubeconfig), "--json"]) == 0

@@ -35,6 +35,8 @@ PORT = 8080
 UID = 10001
 MODEL_PATH = "/opt/modelfleet/model.onnx"
 PROFILE_PATH = "/opt/modelfleet/profile.json"
+# Predictions and logs live on the pod's 64 MiB in-memory /tmp: keep them well inside.
+IMAGE_MONITORING = {"max_predictions": 100_000, "log_max_bytes": 4 << 20, "log_backups": 1}
 CONFIG_PATH = "/etc/modelfleet/serve.yaml"
 
 
@@ -182,8 +184,7 @@ def serve_config(version: ModelVersion, *, profile: bool = False) -> dict[str, A
         model["watch"] = {"profile": PROFILE_PATH}
     return {
         "server": {"host": "0.0.0.0", "port": PORT, "workers": 1},  # noqa: S104 - inside a container
-        # Predictions and logs live on the pod's 64 MiB in-memory /tmp: keep them well inside.
-        "monitoring": {"max_predictions": 100_000, "log_max_bytes": 4 << 20, "log_backups": 1},
+        "monitoring": dict(IMAGE_MONITORING),
         "models": [model],
     }
 

@@ -55,6 +55,7 @@ def deploy(
     stage = parse_stage(env)
     with st.registry() as reg:
         version = reg.get(ref)
+        profiled = reg.reference_profile(version) is not None
     onnx = version.artifact("onnx")
     if onnx is None:
         raise DeployError(
@@ -68,6 +69,7 @@ def deploy(
         image=image or image_tag(version, stage),
         artifact_sha256=onnx.sha256,
         metrics=dict(version.metrics),
+        profile=profiled,
         namespace=namespace,
         replicas=replicas,
         autoscale=parse_autoscale(autoscale),
@@ -100,7 +102,12 @@ def _apply(
     kserve: bool,
     as_json: bool,
 ) -> None:
-    from modelfleet.deploy.apply import Cluster, apply_objects, wait_rollout
+    from modelfleet.deploy.apply import (
+        Cluster,
+        apply_objects,
+        prune_serve_configs,
+        wait_rollout,
+    )
 
     cluster = Cluster.connect(kubeconfig)
     result = apply_objects(cluster, objects)
@@ -126,6 +133,7 @@ def _apply(
             timeout=timeout,
             progress=lambda s: bar.update(task, total=s.desired, completed=s.ready),
         )
+    pruned = prune_serve_configs(cluster, spec.name, spec.ns)
     if as_json:
         emit_json(
             {
@@ -133,6 +141,7 @@ def _apply(
                 "skipped": result.skipped,
                 "ready": state_.ready,
                 "desired": state_.desired,
+                "pruned": pruned,
             }
         )
     else:
@@ -140,6 +149,8 @@ def _apply(
             f"{spec.ns}/{spec.name}: version {spec.version} rolled out "
             f"({state_.ready}/{state_.desired} ready)"
         )
+        for name in pruned:
+            console.print(f"  deleted ConfigMap {name} (no revision mounts it any more)")
 
 
 @app.command("rollback")

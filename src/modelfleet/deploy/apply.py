@@ -244,14 +244,8 @@ def rollback(cluster: Cluster, name: str, namespace: str) -> int:
         deployment = apps.read_namespaced_deployment(name, namespace)
     except k8s.client.ApiException as exc:
         raise DeployError(f"deployment {namespace}/{name} not found: {_reason(exc)}") from exc
-    selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
-    owned = [
-        rs
-        for rs in apps.list_namespaced_replica_set(namespace, label_selector=selector).items
-        if any(ref.uid == deployment.metadata.uid for ref in rs.metadata.owner_references or [])
-    ]
     revisions = sorted(
-        owned,
+        _owned_replica_sets(apps, deployment, namespace),
         key=lambda rs: int(rs.metadata.annotations.get("deployment.kubernetes.io/revision", 0)),
     )
     if len(revisions) < 2:
@@ -264,6 +258,46 @@ def rollback(cluster: Cluster, name: str, namespace: str) -> int:
     template["metadata"]["labels"].pop("pod-template-hash", None)
     apps.patch_namespaced_deployment(name, namespace, {"spec": {"template": template}})
     return int(previous.metadata.annotations.get("deployment.kubernetes.io/revision", 0))
+
+
+def _owned_replica_sets(apps: Any, deployment: Any, namespace: str) -> list[Any]:
+    selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+    return [
+        rs
+        for rs in apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+        if any(ref.uid == deployment.metadata.uid for ref in rs.metadata.owner_references or [])
+    ]
+
+
+def prune_serve_configs(cluster: Cluster, name: str, namespace: str) -> list[str]:
+    """Delete the serve ConfigMaps no revision of the Deployment reads any more.
+
+    Each config is its own object (named by its digest); the ones the current and the kept
+    previous revisions mount stay, so a rollback finds its config.
+    """
+    from modelfleet.deploy.manifests import CONFIG_LABEL
+
+    k8s = _kubernetes()
+    apps = k8s.client.AppsV1Api(cluster.api)
+    core = k8s.client.CoreV1Api(cluster.api)
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    templates = [deployment.spec.template] + [
+        rs.spec.template for rs in _owned_replica_sets(apps, deployment, namespace)
+    ]
+    used = {
+        volume.config_map.name
+        for template in templates
+        for volume in template.spec.volumes or []
+        if volume.config_map is not None
+    }
+    deleted = []
+    for config in core.list_namespaced_config_map(
+        namespace, label_selector=f"{CONFIG_LABEL}={name}"
+    ).items:
+        if config.metadata.name not in used:
+            core.delete_namespaced_config_map(config.metadata.name, namespace)
+            deleted.append(config.metadata.name)
+    return deleted
 
 
 def list_deployments(cluster: Cluster) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ pydantic models in :mod:`modelfleet.deploy.crds`.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,25 @@ def namespace(spec: DeploySpec) -> Any:
     )
 
 
-def config_map(spec: DeploySpec) -> Any:
-    """The serve config mounted over the image's (batching, limits, cache can change here)."""
-    k = _client()
-    config = {
+CONFIG_LABEL = "modelfleet.io/serve-config"
+
+
+def serve_config(spec: DeploySpec) -> dict[str, Any]:
+    """The serve config the pods read (mounted over the image's)."""
+    from modelfleet.build.context import IMAGE_MONITORING, PROFILE_PATH
+
+    model: dict[str, Any] = {
+        "ref": "/opt/modelfleet/model.onnx",
+        "name": spec.model,
+        "sha256": spec.artifact_sha256,
+        "version": str(spec.version),
+        "variant": spec.variant,
+        "metrics": dict(spec.metrics),
+        "follow": False,
+    }
+    if spec.profile:
+        model["watch"] = {"profile": PROFILE_PATH}
+    return {
         "server": {
             "host": "0.0.0.0",  # noqa: S104 - inside the pod
             "port": spec.port,
@@ -69,23 +85,28 @@ def config_map(spec: DeploySpec) -> Any:
             # kept-alive connection get answers with 'Connection: close' and reconnect.
             "lame_duck_s": 5,
         },
-        "models": [
-            {
-                "ref": "/opt/modelfleet/model.onnx",
-                "name": spec.model,
-                "sha256": spec.artifact_sha256,
-                "version": str(spec.version),
-                "variant": spec.variant,
-                "metrics": dict(spec.metrics),
-                "follow": False,
-            }
-        ],
+        "monitoring": dict(IMAGE_MONITORING),
+        "models": [model],
     }
+
+
+def config_map_name(spec: DeploySpec) -> str:
+    """``NAME-serve-<digest>``: a new config is a new object, so every pod template (and a
+    rollback to it) keeps reading the config it was made with."""
+    text = yaml.safe_dump(serve_config(spec), sort_keys=True)
+    return f"{spec.name}-serve-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def config_map(spec: DeploySpec) -> Any:
+    """The serve config mounted over the image's (batching, limits, cache can change here)."""
+    k = _client()
+    meta = _meta(spec, config_map_name(spec))
+    meta.labels[CONFIG_LABEL] = spec.name
     return k.V1ConfigMap(
         api_version="v1",
         kind="ConfigMap",
-        metadata=_meta(spec, f"{spec.name}-serve"),
-        data={"serve.yaml": yaml.safe_dump(config, sort_keys=True)},
+        metadata=meta,
+        data={"serve.yaml": yaml.safe_dump(serve_config(spec), sort_keys=True)},
     )
 
 
@@ -157,7 +178,7 @@ def deployment(spec: DeploySpec) -> Any:
             ),
             k.V1Volume(
                 name="serve-config",
-                config_map=k.V1ConfigMapVolumeSource(name=f"{spec.name}-serve"),
+                config_map=k.V1ConfigMapVolumeSource(name=config_map_name(spec)),
             ),
         ],
         topology_spread_constraints=[

@@ -66,6 +66,7 @@ class DeploySpec:
     port: int = 8080
     drain_seconds: int = 30
     latency_p99_ms: float = 100.0
+    profile: bool = False  # the image carries the training profile (drift is scored)
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
