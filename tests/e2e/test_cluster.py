@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -125,14 +126,14 @@ def _served_version(url: str) -> str:
     return httpx.get(f"{url}/v2/models/iris", timeout=10).json()["versions"][0]
 
 
-def test_deploy_roll_forward_under_load_and_back(
-    world: tuple[Settings, Registry], kubeconfig: Path
-) -> None:
+@pytest.fixture(scope="module")
+def images(world: tuple[Settings, Registry]) -> dict[str, Any]:
+    """Both versions' prod images, built with podman and loaded into the cluster's node."""
     settings, reg = world
     engine = find_engine("podman")
     assert engine is not None
-    timings: dict[str, float] = {}
     started = time.monotonic()
+    tags = {}
     for version in ("iris:1", "iris:2"):
         result = build(
             reg,
@@ -148,8 +149,15 @@ def test_deploy_roll_forward_under_load_and_back(
         subprocess.run(
             [str(ROOT / "scripts/k8s/load-image.sh"), result.tag], check=True, capture_output=True
         )
-    timings["build and load 2 images"] = time.monotonic() - started
+        tags[version] = result.tag
+    return {"tags": tags, "seconds": time.monotonic() - started}
 
+
+def test_deploy_roll_forward_under_load_and_back(
+    world: tuple[Settings, Registry], images: dict[str, Any], kubeconfig: Path
+) -> None:
+    settings, _ = world
+    timings: dict[str, float] = {"build and load 2 images": images["seconds"]}
     cluster = Cluster.connect(kubeconfig)
     log(
         f"cluster {cluster.server_version}; autoscaling {cluster.served.get('autoscaling')}, "
@@ -260,3 +268,73 @@ def test_deploy_roll_forward_under_load_and_back(
     client.CoreV1Api(cluster.api).delete_namespace(NAMESPACE)
     log("timings: " + json.dumps({k: round(v, 1) for k, v in timings.items()}))
     assert np.isfinite(sum(timings.values()))
+
+
+def _job_show(kubeconfig: Path, job_id: int, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["jobs", "show", str(job_id), "--json", "--kubeconfig", str(kubeconfig)]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_training_jobs_run_as_kubernetes_jobs_and_the_queue_follows_them(
+    images: dict[str, Any],
+    kubeconfig: Path,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Submit, track, fail, keep the pod's output, cancel: the queue learns what the pods could
+    not tell it. (The pods cannot reach this machine's loopback-only PostgreSQL, so a pipeline
+    cannot succeed in them here: the lean serving image has no training stack either.)"""
+    from kubernetes import client
+
+    monkeypatch.setenv("MODELFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELFLEET_DB_URL", postgres_url)
+    pipeline = str(ROOT / "examples/churn/pipeline.py")
+    submit = ["jobs", "submit", pipeline, "--backend", "kubernetes", "--max-attempts", "1"]
+    kube = ["--kubeconfig", str(kubeconfig)]
+    assert main([*submit, "--image", images["tags"]["iris:1"], *kube]) == 0
+    batch = client.BatchV1Api(Cluster.connect(kubeconfig).api)
+    job = batch.read_namespaced_job("modelfleet-job-1", "modelfleet-jobs")
+    assert job.spec.backoff_limit == 0
+    assert job.spec.template.spec.containers[0].command[-3:] == ["--job", "1", "--record"]
+
+    deadline = time.monotonic() + 180
+    shown = _job_show(kubeconfig, 1, capsys)
+    while shown["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(2)
+        shown = _job_show(kubeconfig, 1, capsys)
+    log(f"job 1: {shown['state']}: {shown['error']}")
+    assert shown["state"] == "failed"
+    assert "Kubernetes Job modelfleet-job-1 failed: BackoffLimitExceeded" in shown["error"]
+    assert "exited with code 1" in shown["error"]
+    capsys.readouterr()
+    assert main(["jobs", "logs", "1"]) == 0
+    pod_output = capsys.readouterr().out
+    log(f"job 1 log, kept from its pod: {pod_output.strip().splitlines()[-1]}")
+    assert "Traceback" in pod_output  # the pod's own output, kept in the queue
+
+    # An image no node can pull: the job waits, and the cluster's reason is shown.
+    assert main([*submit, "--image", "localhost/modelfleet/absent:1", *kube]) == 0
+    deadline = time.monotonic() + 120
+    capsys.readouterr()
+    assert main(["jobs", "show", "2", *kube]) == 0
+    said = capsys.readouterr().out
+    while "ImagePull" not in said and "ErrImagePull" not in said and time.monotonic() < deadline:
+        time.sleep(2)
+        assert main(["jobs", "show", "2", *kube]) == 0
+        said = capsys.readouterr().out
+    log(f"job 2: {' '.join(said.split())}")
+    assert "queued" in said and "will not start until this is fixed" in said
+
+    assert main(["jobs", "cancel", "2", *kube]) == 0
+    assert "Kubernetes Job modelfleet-job-2 deleted" in capsys.readouterr().out
+    assert _job_show(kubeconfig, 2, capsys)["state"] == "cancelled"
+    names = ["modelfleet-job-2"]
+    deadline = time.monotonic() + 30
+    while "modelfleet-job-2" in names and time.monotonic() < deadline:
+        time.sleep(1)  # background deletion: the Job object goes once its pods are gone
+        names = [j.metadata.name for j in batch.list_namespaced_job("modelfleet-jobs").items]
+    assert "modelfleet-job-2" not in names
+    client.CoreV1Api(batch.api_client).delete_namespace("modelfleet-jobs")

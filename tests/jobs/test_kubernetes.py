@@ -10,6 +10,7 @@ from modelfleet.deploy.manifests import to_dict
 from modelfleet.errors import DeployError, JobError
 from modelfleet.jobs import JobQueue
 from modelfleet.jobs.kubernetes import render_job
+from modelfleet.jobs.queue import JobState
 
 
 @pytest.fixture
@@ -70,3 +71,29 @@ def test_a_local_registry_cannot_back_a_cluster_job(tmp_path: object) -> None:
 def test_bad_memory_is_explained(shared: Settings, tmp_path: object) -> None:
     with pytest.raises(DeployError, match="invalid memory request"):
         render_job(_job(tmp_path, memory="lots"), shared, image="t")  # type: ignore[arg-type]
+
+
+def test_a_cluster_job_waits_with_its_own_reason_and_keeps_a_recorded_outcome(
+    tmp_path: object,
+) -> None:
+    """What the queue says about Kubernetes-backed jobs (the e2e test drives a real cluster)."""
+    queue = JobQueue(f"sqlite:///{tmp_path}/q.db")
+    written = queue.submit("/p.py", backend="kubernetes")
+    assert "not sent to a cluster" in queue.waiting_reason(written)
+    sent = queue.submit("/p.py", backend="kubernetes")
+    queue.set_external(sent.id, "modelfleet-job-2")
+    assert "handed to Kubernetes as Job modelfleet-job-2" in queue.waiting_reason(
+        queue.get(sent.id)
+    )
+    # The pod recorded success; a later failure seen in the cluster must not overwrite it.
+    taken = queue.take(sent.id, "pod/a")
+    assert queue.finish(sent.id, "pod/a", taken.attempts, JobState.SUCCEEDED, result={"ok": 1})
+    assert not queue.end_external(sent.id, JobState.FAILED, "Job gone", log="late output")
+    assert queue.get(sent.id).state is JobState.SUCCEEDED
+    assert queue.logs(sent.id) == []
+    # A pod that never reported: the cluster's verdict and the pod's output are kept.
+    assert queue.end_external(written.id, JobState.FAILED, "BackoffLimitExceeded", log="boom\n")
+    failed = queue.get(written.id)
+    assert (failed.state, failed.error) == (JobState.FAILED, "BackoffLimitExceeded")
+    assert [text for _, _, text in queue.logs(written.id)] == ["boom\n"]
+    queue.close()

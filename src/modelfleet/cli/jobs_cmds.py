@@ -15,6 +15,10 @@ from modelfleet.cli.output import console, emit_json, table
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 ParamOption = Annotated[list[str] | None, typer.Option("--param", help="key=value (repeatable)")]
+KubeconfigOption = Annotated[
+    Path | None,
+    typer.Option(help="kubernetes backend: kubeconfig [default: KUBECONFIG or ~/.kube/config]"),
+]
 
 jobs_app = typer.Typer(help="Training jobs on the queue.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run pipelines directly.", no_args_is_help=True)
@@ -112,6 +116,7 @@ def jobs_submit(
     out: Annotated[
         Path | None, typer.Option(help="kubernetes: write the Job manifest here")
     ] = None,
+    kubeconfig: KubeconfigOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Queue a pipeline run for a worker (or as a Kubernetes Job)."""
@@ -136,7 +141,7 @@ def jobs_submit(
         user=current_user(st.settings.user),
     )
     if backend == "kubernetes":
-        _kubernetes_submit(st.settings, queue, job, image, out)
+        _kubernetes_submit(st.settings, queue, job, image, out, kubeconfig)
     if as_json:
         emit_json(queue.get(job.id))
     else:
@@ -148,13 +153,19 @@ def jobs_submit(
 
 
 def _kubernetes_submit(
-    settings: Any, queue: Any, job: Any, image: str | None, out: Path | None
+    settings: Any,
+    queue: Any,
+    job: Any,
+    image: str | None,
+    out: Path | None,
+    kubeconfig: Path | None,
 ) -> None:
     import yaml
 
     from modelfleet.deploy.manifests import to_dict
     from modelfleet.errors import JobError
     from modelfleet.jobs import kubernetes as k8s_jobs
+    from modelfleet.jobs.queue import JobState
 
     manifest = k8s_jobs.render_job(
         job, settings, image=image or "localhost/modelfleet/trainer:latest"
@@ -167,8 +178,12 @@ def _kubernetes_submit(
         return
     from modelfleet.deploy.apply import Cluster
 
-    cluster = Cluster.connect()
-    name = k8s_jobs.submit(cluster.api, manifest)
+    cluster = Cluster.connect(kubeconfig)
+    try:
+        name = k8s_jobs.submit(cluster.api, manifest)
+    except JobError:
+        queue.end_external(job.id, JobState.FAILED, "the cluster refused the Job")
+        raise
     queue.set_external(job.id, name)
     if name is None:  # pragma: no cover - submit raises on failure
         raise JobError("the Kubernetes Job was not created")
@@ -217,11 +232,15 @@ def jobs_list(
 def jobs_show(
     ctx: typer.Context,
     job_id: Annotated[int, typer.Argument(help="job id")],
+    kubeconfig: KubeconfigOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """One job: state, attempts, result (the run report)."""
+    """One job: state, attempts, result (the run report); a Kubernetes Job is asked first."""
     queue = _queue(ctx)
     job = queue.get(job_id)
+    cluster_says = ""
+    if job.backend == "kubernetes" and job.external_id:
+        job, cluster_says = _sync_kubernetes(queue, job, kubeconfig)
     if as_json:
         emit_json(job)
         return
@@ -229,7 +248,9 @@ def jobs_show(
         f"job {job.id}: [bold]{job.state.value}[/] after {job.attempts} attempt(s); "
         f"{job.pipeline} {job.params}"
     )
-    reason = queue.waiting_reason(job)
+    if cluster_says:
+        console.print(f"  cluster: {cluster_says}")
+    reason = "" if cluster_says else queue.waiting_reason(job)
     if reason:
         console.print(f"  {reason}")
     if job.error:
@@ -267,11 +288,35 @@ def jobs_logs(
 def jobs_cancel(
     ctx: typer.Context,
     job_id: Annotated[int, typer.Argument(help="job id")],
+    kubeconfig: KubeconfigOption = None,
 ) -> None:
-    """Cancel a queued job, or stop a running one."""
-    job = _queue(ctx).cancel(job_id)
+    """Cancel a queued job, or stop a running one (a Kubernetes Job is deleted)."""
+    from modelfleet.errors import JobError
+    from modelfleet.jobs.queue import FINISHED, JobState
+
+    queue = _queue(ctx)
+    job = queue.get(job_id)
+    if job.backend == "kubernetes" and job.external_id and job.state not in FINISHED:
+        from modelfleet.deploy.apply import Cluster
+        from modelfleet.jobs import kubernetes as k8s_jobs
+
+        k8s_jobs.delete(Cluster.connect(kubeconfig).api, job.external_id)
+        if not queue.end_external(
+            job_id, JobState.CANCELLED, "cancelled; its Kubernetes Job was deleted"
+        ):
+            raise JobError(f"job {job_id} finished before it could be cancelled")
+        console.print(f"job {job_id}: cancelled (Kubernetes Job {job.external_id} deleted)")
+        return
+    job = queue.cancel(job_id)
     verdict = "cancelled" if job.state.value == "cancelled" else "stopping (its worker will end it)"
     console.print(f"job {job_id}: {verdict}")
+
+
+def _sync_kubernetes(queue: Any, job: Any, kubeconfig: Path | None) -> tuple[Any, str]:
+    from modelfleet.deploy.apply import Cluster
+    from modelfleet.jobs import kubernetes as k8s_jobs
+
+    return k8s_jobs.sync(queue, Cluster.connect(kubeconfig).api, job)
 
 
 @app.command()

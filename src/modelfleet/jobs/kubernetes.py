@@ -8,12 +8,15 @@ tolerate and select GPU nodes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from modelfleet.config import Settings
 from modelfleet.deploy.spec import check_quantity, k8s_name
 from modelfleet.errors import JobError, MissingDependencyError
-from modelfleet.jobs.queue import Job, JobState
+from modelfleet.jobs.queue import FINISHED, Job, JobQueue, JobState
+
+NAMESPACE = "modelfleet-jobs"
 
 
 def _client() -> Any:
@@ -29,9 +32,7 @@ def job_name(job: Job) -> str:
     return k8s_name(f"modelfleet-job-{job.id}")
 
 
-def render_job(
-    job: Job, settings: Settings, *, image: str, namespace: str = "modelfleet-jobs"
-) -> Any:
+def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAMESPACE) -> Any:
     """The ``batch/v1`` Job for a queued job."""
     if settings.db_url.startswith("sqlite"):
         raise JobError(
@@ -106,23 +107,155 @@ def render_job(
 
 
 def submit(api: Any, manifest: Any) -> str:
-    """Create the Job in the cluster; returns its name."""
+    """Create the Job in the cluster (and its namespace, the first time); returns its name."""
     k = _client()
     namespace = manifest.metadata.namespace
-    batch = k.BatchV1Api(api)
+    core = k.CoreV1Api(api)
     try:
-        batch.create_namespaced_job(namespace, manifest)
+        core.read_namespace(namespace)
+    except k.ApiException as exc:
+        if exc.status != 404:
+            raise JobError(f"reading namespace {namespace} failed: {exc.reason}") from exc
+        namespace_object = k.V1Namespace(
+            metadata=k.V1ObjectMeta(
+                name=namespace, labels={"app.kubernetes.io/part-of": "modelfleet"}
+            )
+        )
+        try:
+            core.create_namespace(namespace_object)
+        except k.ApiException as again:
+            if again.status != 409:  # another submit made it meanwhile
+                raise JobError(f"creating namespace {namespace} failed: {again.reason}") from again
+    try:
+        k.BatchV1Api(api).create_namespaced_job(namespace, manifest)
     except k.ApiException as exc:
         raise JobError(f"creating Job {manifest.metadata.name} failed: {exc.reason}") from exc
     return str(manifest.metadata.name)
 
 
-def status(api: Any, name: str, namespace: str = "modelfleet-jobs") -> JobState:
-    """The queue state a Kubernetes Job's status means."""
+@dataclass(frozen=True)
+class ClusterJob:
+    """What the cluster says about a Job: the queue state it means, why, and the pod's output."""
+
+    state: JobState
+    detail: str
+    log: str = ""
+
+
+# Reasons a pod waits that will not fix themselves.
+_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def observe(api: Any, name: str, namespace: str = NAMESPACE) -> ClusterJob:
+    """Read a Job and its pods through the official client."""
     k = _client()
-    current = k.BatchV1Api(api).read_namespaced_job_status(name, namespace).status
+    try:
+        job = k.BatchV1Api(api).read_namespaced_job_status(name, namespace)
+    except k.ApiException as exc:
+        if exc.status == 404:
+            return ClusterJob(
+                JobState.FAILED,
+                f"Kubernetes Job {namespace}/{name} is gone (deleted, or expired after its TTL) "
+                "and its pod never recorded an outcome",
+            )
+        raise JobError(f"reading Job {namespace}/{name} failed: {exc.reason}") from exc
+    current = job.status
+    core = k.CoreV1Api(api)
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    pods.sort(key=lambda pod: pod.metadata.creation_timestamp)
     if current.succeeded:
-        return JobState.SUCCEEDED
-    if any(c.type == "Failed" and c.status == "True" for c in current.conditions or []):
-        return JobState.FAILED
-    return JobState.RUNNING if current.active else JobState.QUEUED
+        return ClusterJob(JobState.SUCCEEDED, "its pod completed", _log(core, pods, namespace))
+    failed = next(
+        (c for c in current.conditions or [] if c.type == "Failed" and c.status == "True"), None
+    )
+    if failed is not None:
+        return ClusterJob(
+            JobState.FAILED, _failure(name, failed, pods), _log(core, pods, namespace)
+        )
+    waiting = _waiting(pods)
+    if waiting:
+        return ClusterJob(JobState.QUEUED, waiting)
+    if current.active:
+        return ClusterJob(JobState.RUNNING, f"{current.active} pod(s) running")
+    return ClusterJob(JobState.QUEUED, "waiting for the cluster to start a pod")
+
+
+def _failure(name: str, condition: Any, pods: list[Any]) -> str:
+    why = f"Kubernetes Job {name} failed: {condition.reason}"
+    if condition.message:
+        why += f" ({condition.message})"
+    exits = [
+        s.state.terminated
+        for pod in pods
+        for s in (pod.status.container_statuses or [])
+        if s.state and s.state.terminated
+    ]
+    if exits:
+        why += f"; last pod exited with code {exits[-1].exit_code}"
+    return why
+
+
+def _waiting(pods: list[Any]) -> str:
+    """Why the newest pod has not started ("" when nothing holds it)."""
+    for pod in reversed(pods):
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason:
+                detail = f"pod {pod.metadata.name} waiting: {waiting.reason}"
+                if waiting.message:
+                    detail += f" ({waiting.message})"
+                if waiting.reason in _STUCK:
+                    detail += "; it will not start until this is fixed"
+                return detail
+        for condition in pod.status.conditions or []:
+            if condition.type == "PodScheduled" and condition.status == "False":
+                return f"pod {pod.metadata.name} unschedulable: {condition.message}"
+    return ""
+
+
+def _log(core: Any, pods: list[Any], namespace: str, lines: int = 200) -> str:
+    """The newest pod's last lines of output ("" when the kubelet no longer has them)."""
+    k = _client()
+    if not pods:
+        return ""
+    try:
+        text = core.read_namespaced_pod_log(
+            pods[-1].metadata.name, namespace, tail_lines=lines, container="job"
+        )
+    except k.ApiException:
+        return ""
+    return str(text or "")
+
+
+def sync(queue: JobQueue, api: Any, job: Job) -> tuple[Job, str]:
+    """Bring a Kubernetes-backed job's queue entry up to date with its Job in the cluster.
+
+    The pod records success or failure itself; what it cannot record (it never started, it
+    crashed before reaching the queue, it was killed, its Job was deleted) is recorded here,
+    with the pod's last output kept as the job's log. Returns the job and what the cluster
+    says about it.
+    """
+    if job.backend != "kubernetes" or job.external_id is None or job.state in FINISHED:
+        return job, ""
+    seen = observe(api, job.external_id)
+    if seen.state is JobState.FAILED:
+        queue.end_external(job.id, JobState.FAILED, seen.detail, log=seen.log)
+    elif seen.state is JobState.SUCCEEDED:
+        # The pod exited 0 but the queue has no outcome: the runner could not record it.
+        queue.end_external(
+            job.id,
+            JobState.FAILED,
+            "the pod completed but never recorded an outcome in the queue; see 'jobs logs'",
+            log=seen.log,
+        )
+    return queue.get(job.id), seen.detail
+
+
+def delete(api: Any, name: str, namespace: str = NAMESPACE) -> None:
+    """Delete a Job and its pods (a cancel); a Job already gone is fine."""
+    k = _client()
+    try:
+        k.BatchV1Api(api).delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except k.ApiException as exc:
+        if exc.status != 404:
+            raise JobError(f"deleting Job {namespace}/{name} failed: {exc.reason}") from exc

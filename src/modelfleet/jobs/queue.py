@@ -96,6 +96,12 @@ def _job(row: JobRow) -> Job:
     )
 
 
+def _external_reason(job: Job) -> str:
+    if job.external_id is None:
+        return "not sent to a cluster (its Job manifest was written with --out)"
+    return f"handed to Kubernetes as Job {job.external_id}; its pod has not started it"
+
+
 class JobQueue:
     """Submit, claim, heartbeat, finish and inspect jobs."""
 
@@ -183,6 +189,8 @@ class JobQueue:
         """Why a queued job has not started (no worker with its resources, or just queued)."""
         if job.state is not JobState.QUEUED:
             return ""
+        if job.backend != "local":
+            return _external_reason(job)
         with self._reading() as session:
             live = [
                 (w.gpus, w.cpus)
@@ -292,6 +300,27 @@ class JobQueue:
             row = session.get(JobRow, job_id)
             if row is not None:
                 row.external_id = external_id
+
+    def end_external(
+        self, job_id: int, state: JobState, error: str | None, *, log: str = ""
+    ) -> bool:
+        """End a job its runner could not record (a Kubernetes pod that never reported).
+
+        Nothing changes when the job already has an outcome; the given output is kept as the
+        log of its last attempt.
+        """
+        with self._writing() as session:
+            row = session.get(JobRow, job_id)
+            if row is None or row.state in {s.value for s in FINISHED}:
+                return False
+            self._end(row, state, error)
+            if log:
+                session.add(
+                    JobLogRow(
+                        job_id=job_id, attempt=max(row.attempts, 1), text=log, created_at=_now()
+                    )
+                )
+            return True
 
     @staticmethod
     def _end(row: JobRow, state: JobState, error: str | None) -> None:
