@@ -88,6 +88,9 @@ def test_image_serves_v2_as_nonroot_on_a_readonly_root(built: tuple[mf.ModelVers
         assert root_write.returncode != 0
         assert "Read-only file system" in root_write.stderr
         assert container.exec("touch", "/tmp/ok").returncode == 0
+        # `python` is the image's own (a Kubernetes Job runs `python -m modelfleet.jobs.runner`).
+        which = container.exec("python", "-c", "import sys, modelfleet; print(sys.prefix)")
+        assert which.stdout.strip() == "/opt/venv", which.stderr
 
 
 def test_labels_budget_and_cache_reuse(

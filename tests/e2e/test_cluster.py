@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +37,8 @@ NAMESPACE = "modelfleet-prod"
 
 
 def log(message: str) -> None:
-    print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    # Straight to the terminal: the CLI's output may be captured by the test at the time.
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", file=sys.__stdout__, flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ class Load:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         row = [5.1, 3.5, 1.4, 0.2]
-        self._body = {
+        self.body = {
             "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": row}]
         }
 
@@ -94,7 +96,7 @@ class Load:
                 try:
                     r = client.post(
                         "/v2/models/iris/infer",
-                        json=self._body,
+                        json=self.body,
                         headers={"cache-control": "no-cache"},
                     )
                     version = r.json().get("model_version", "") if r.status_code == 200 else ""
@@ -256,7 +258,10 @@ def test_deploy_roll_forward_under_load_and_back(
     assert _served_version(url) == "1"
     # The rolled-back pods read version 1's own serve config (each config is its own
     # ConfigMap), and watch their inputs against the training profile baked in the image.
-    summary = httpx.get(f"{url}/monitor/summary", timeout=10).json()["models"][0]
+    # One connection is one pod behind the Service: ask the pod that just answered.
+    with httpx.Client(base_url=url, timeout=10) as pod:
+        assert pod.post("/v2/models/iris/infer", json=Load(url).body).status_code == 200
+        summary = pod.get("/monitor/summary").json()["models"][0]
     assert summary["version"] == "1" and summary["drift"]["profile"] is True
     assert summary["requests"] > 0
 
@@ -312,24 +317,24 @@ def test_training_jobs_run_as_kubernetes_jobs_and_the_queue_follows_them(
     capsys.readouterr()
     assert main(["jobs", "logs", "1"]) == 0
     pod_output = capsys.readouterr().out
-    log(f"job 1 log, kept from its pod: {pod_output.strip().splitlines()[-1]}")
     assert "Traceback" in pod_output  # the pod's own output, kept in the queue
+    log(f"job 1 log, kept from its pod: {pod_output.strip().splitlines()[-1]}")
 
     # An image no node can pull: the job waits, and the cluster's reason is shown.
     assert main([*submit, "--image", "localhost/modelfleet/absent:1", *kube]) == 0
     deadline = time.monotonic() + 120
     capsys.readouterr()
     assert main(["jobs", "show", "2", *kube]) == 0
-    said = capsys.readouterr().out
+    said = " ".join(capsys.readouterr().out.split())
     while "ImagePull" not in said and "ErrImagePull" not in said and time.monotonic() < deadline:
         time.sleep(2)
         assert main(["jobs", "show", "2", *kube]) == 0
-        said = capsys.readouterr().out
-    log(f"job 2: {' '.join(said.split())}")
+        said = " ".join(capsys.readouterr().out.split())  # as one line, however wrapped
+    log(f"job 2: {said}")
     assert "queued" in said and "will not start until this is fixed" in said
 
     assert main(["jobs", "cancel", "2", *kube]) == 0
-    assert "Kubernetes Job modelfleet-job-2 deleted" in capsys.readouterr().out
+    assert "Kubernetes Job modelfleet-job-2 deleted" in " ".join(capsys.readouterr().out.split())
     assert _job_show(kubeconfig, 2, capsys)["state"] == "cancelled"
     names = ["modelfleet-job-2"]
     deadline = time.monotonic() + 30

@@ -155,6 +155,7 @@ RUN python3 -m venv --without-pip /opt/venv \\
 FROM {plan.base}
 LABEL {label_lines}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     MODELFLEET_HOME=/tmp/modelfleet MODELFLEET_ENVIRONMENT={plan.environment.value}
 COPY --from=install /opt/venv /opt/venv
 COPY model.onnx {MODEL_PATH}

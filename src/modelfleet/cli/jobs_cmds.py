@@ -29,7 +29,9 @@ app.add_typer(pipeline_app, name="pipeline")
 def _queue(ctx: typer.Context) -> Any:
     from modelfleet.jobs.queue import JobQueue
 
-    return JobQueue(state(ctx).settings.db_url)
+    queue = JobQueue(state(ctx).settings.db_url)
+    ctx.call_on_close(queue.close)  # the database connections go with the command
+    return queue
 
 
 def print_report(report: dict[str, Any]) -> None:

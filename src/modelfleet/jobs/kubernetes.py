@@ -191,7 +191,10 @@ def _failure(name: str, condition: Any, pods: list[Any]) -> str:
         if s.state and s.state.terminated
     ]
     if exits:
-        why += f"; last pod exited with code {exits[-1].exit_code}"
+        last = exits[-1]
+        why += f"; last pod exited with code {last.exit_code}"
+        if last.message:  # e.g. the runtime could not start the command
+            why += f" ({last.reason}: {last.message.strip()})"
     return why
 
 
