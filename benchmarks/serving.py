@@ -40,6 +40,7 @@ from benchmarks.model import build_model
 from benchmarks.peers import free_port, start_bentoml, start_mlserver
 
 CONCURRENCY = (1, 16, 64)
+WATCH_OFF = "modelfleet, monitoring off"
 
 
 def raw_onnxruntime(model: Path, X: np.ndarray) -> dict[str, float]:
@@ -186,7 +187,9 @@ def start_floor(work: Path) -> Process:
     return server
 
 
-def start_modelfleet(model: Path, work: Path, *extra: str) -> Process:
+def start_modelfleet(
+    model: Path, work: Path, *extra: str, refs: tuple[str, ...] = ("rf",)
+) -> Process:
     home = work / "modelfleet-home"
     env = {**os.environ, "MODELFLEET_HOME": str(home)}
     if not (home / "registry.db").exists():
@@ -202,7 +205,7 @@ def start_modelfleet(model: Path, work: Path, *extra: str) -> Process:
         "-m",
         "modelfleet",
         "serve",
-        "rf",
+        *refs,
         "--port",
         str(port),
         "--log-level",
@@ -321,6 +324,15 @@ def main() -> int:
     finally:
         server.stop()
 
+    print(f"{WATCH_OFF} (what monitoring costs)", flush=True)
+    config = work / "watch-off.yaml"
+    config.write_text("models: [{ref: rf, watch: {enabled: false}}]\n")
+    server = start_modelfleet(model, work, "--config", str(config), refs=())
+    try:
+        sweep(WATCH_OFF, server.url + "/v2/models/rf/infer", one, json_headers, args, rows)
+    finally:
+        server.stop()
+
     if not args.skip_peers:
         for name, start in (
             ("MLServer", lambda p, w: start_mlserver(model, p, adaptive_batching=False, workdir=w)),
@@ -379,7 +391,7 @@ def report(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
         for r in rows
         if r["concurrency"] == 64
         and r["request"] == "1 row"
-        and r["server"] not in ("modelfleet", "http floor")
+        and not r["server"].startswith(("modelfleet", "http floor"))
     ]
     model_ms = extra["raw"]["batch_1_us"] / 1000
     checks = []
@@ -406,6 +418,13 @@ def report(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
         busy = extra[f"mixed_{fmt}_0.1"]["small"]["p99_ms"]
         label = f"{fmt} 1-row p99 with 10% large ({busy:.2f} ms) vs without ({calm:.2f} ms)"
         checks.append((label, busy / calm, "<= 3", busy / calm <= 3))
+    off1, off64 = _point(rows, WATCH_OFF, 1), _point(rows, WATCH_OFF, 64)
+    print(
+        "monitoring (request ids, predictions kept for feedback, class counts) costs: "
+        f"c=64 {mf64['requests_per_s']:.0f} vs {off64['requests_per_s']:.0f} req/s without "
+        f"({mf64['requests_per_s'] / off64['requests_per_s']:.2f}); c=1 p99 "
+        f"{mf1['p99_ms']:.2f} vs {off1['p99_ms']:.2f} ms"
+    )
     for label, value, target, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {label:72} {value:7.2f}  (target {target})")
     extra["checks"] = [{"check": c[0], "value": c[1], "target": c[2], "met": c[3]} for c in checks]

@@ -284,3 +284,42 @@ def test_summary_reports_rates_latency_and_cache(watched: Registry, served: Serv
     assert model["cache_hit_ratio"] == pytest.approx(19 / 20)
     assert model["accuracy"]["registered"] > 0.9
     assert model["predictions"]  # classes counted
+
+
+def test_a_request_leaves_only_what_monitoring_needs() -> None:
+    """Tensors go with their request unless sampled for drift or the log; classes are kept."""
+    import weakref
+
+    from modelfleet.serving.metrics import ServingMetrics
+    from modelfleet.serving.watch import ModelWatch
+    from modelfleet.signature import Signature, TensorSpec
+
+    signature = Signature(
+        inputs=(TensorSpec(name="X", dtype="float32", shape=(None, 2)),),
+        outputs=(TensorSpec(name="label", dtype="int64", shape=(None,)),),
+    )
+    profile = {"features": {}}  # any profile turns drift sampling on
+    watch = ModelWatch(
+        "m",
+        "1",
+        signature,
+        profile,
+        WatchConfig(drift_sample=0.5),
+        ServingMetrics(),
+        cache_threshold=None,
+    )
+    inputs = [{"X": np.full((1, 2), i, np.float32)} for i in range(4)]
+    kept = [weakref.ref(x["X"]) for x in inputs]
+    for i, x in enumerate(inputs):
+        watch.record(f"r{i}", x, {"label": np.array([i % 2])})
+    del inputs, x
+    alive = [ref() is not None for ref in kept]
+    assert alive.count(True) == 2  # every other request's inputs wait for the drift window
+    rows = watch.take(watch.drain(), None)
+    assert [(r[1], json.loads(r[4])) for r in rows] == [
+        ("r0", [0]),
+        ("r1", [1]),
+        ("r2", [0]),
+        ("r3", [1]),
+    ]
+    assert watch.window.rows == 2
