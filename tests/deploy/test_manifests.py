@@ -134,6 +134,9 @@ def test_output_folder_is_kustomize_friendly(tmp_path: Path) -> None:
         ({"autoscale": (5, 2)}, "invalid autoscale range 5:2"),
         ({"target_cpu": 150}, "1-100 percent"),
         ({"gpu": -1}, "--gpu must be 0 or more"),
+        # The API server refuses requests above limits; say so before applying anything.
+        ({"cpu": "4", "cpu_limit": "2"}, "CPU request 4 is above its limit 2"),
+        ({"memory": "2Gi", "memory_limit": "1Gi"}, "memory request 2Gi is above its limit 1Gi"),
     ],
 )
 def test_bad_inputs_are_explained(overrides: dict[str, object], message: str) -> None:

@@ -343,3 +343,50 @@ def test_training_jobs_run_as_kubernetes_jobs_and_the_queue_follows_them(
         names = [j.metadata.name for j in batch.list_namespaced_job("modelfleet-jobs").items]
     assert "modelfleet-job-2" not in names
     client.CoreV1Api(batch.api_client).delete_namespace("modelfleet-jobs")
+
+
+def test_failed_rollouts_are_explained_and_the_old_version_keeps_serving(
+    world: tuple[Settings, Registry],
+    images: dict[str, Any],
+    kubeconfig: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from kubernetes import client
+
+    settings, _ = world
+    namespace = "modelfleet-broken"
+    deploy = [
+        "deploy",
+        "--env",
+        "prod",
+        "--apply",
+        "--namespace",
+        namespace,
+        "--memory",
+        "128Mi",
+        "--timeout",
+        "120",
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    assert _cli(settings, *deploy[:1], "iris:1", *deploy[1:], "--cpu", "100m") == 0
+    cluster = Cluster.connect(kubeconfig)
+    core = client.CoreV1Api(cluster.api)
+    svc = core.read_namespaced_service("iris", namespace)
+    url = f"http://{svc.spec.cluster_ip}:80"
+    capfd.readouterr()
+    failures = {
+        "an image no node has": (
+            ["--image", "localhost/modelfleet/absent:1", "--cpu", "100m"],
+            "the image cannot be pulled",
+        ),
+        "more CPU than the node has": (["--cpu", "64", "--cpu-limit", "64"], "cannot be scheduled"),
+    }
+    for what, (flags, expected) in failures.items():
+        t = time.monotonic()
+        assert _cli(settings, *deploy[:1], "iris:2", *deploy[1:], *flags) == 1
+        said = " ".join(capfd.readouterr().err.split())
+        log(f"{what}: failed in {time.monotonic() - t:.1f} s: {said[:160]}")
+        assert expected in said
+        assert _served_version(url) == "1"  # the running version was never taken down
+    core.delete_namespace(namespace)

@@ -26,6 +26,7 @@ _ALTERNATIVES = {
     "autoscaling": ["v2", "v2beta2"],
     "policy": ["v1", "v1beta1"],
 }
+_REVISION = "deployment.kubernetes.io/revision"
 _FATAL_WAITING = {
     "ErrImagePull": "the image cannot be pulled",
     "ImagePullBackOff": "the image cannot be pulled",
@@ -191,9 +192,27 @@ def rollout_state(cluster: Cluster, name: str, namespace: str) -> Rollout:
 
 
 def _check_pods(cluster: Cluster, deployment: Any, namespace: str) -> None:
+    """Fail on what stops the new revision's pods; an older revision's troubles are not ours."""
     k8s = _kubernetes()
+    if (deployment.status.observed_generation or 0) < deployment.metadata.generation:
+        return  # the controller has not made the new revision's ReplicaSet yet
+    revision = (deployment.metadata.annotations or {}).get(_REVISION)
+    current = [
+        rs
+        for rs in _owned_replica_sets(k8s.client.AppsV1Api(cluster.api), deployment, namespace)
+        if (rs.metadata.annotations or {}).get(_REVISION) == revision
+    ]
+    template_hash = (current[0].metadata.labels or {}).get("pod-template-hash") if current else None
+    if template_hash is None:
+        return
     core = k8s.client.CoreV1Api(cluster.api)
-    selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+    selector = ",".join(
+        f"{k}={v}"
+        for k, v in {
+            **deployment.spec.selector.match_labels,
+            "pod-template-hash": template_hash,
+        }.items()
+    )
     for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
         for condition in pod.status.conditions or []:
             if condition.type == "PodScheduled" and condition.reason == "Unschedulable":
@@ -246,7 +265,7 @@ def rollback(cluster: Cluster, name: str, namespace: str) -> int:
         raise DeployError(f"deployment {namespace}/{name} not found: {_reason(exc)}") from exc
     revisions = sorted(
         _owned_replica_sets(apps, deployment, namespace),
-        key=lambda rs: int(rs.metadata.annotations.get("deployment.kubernetes.io/revision", 0)),
+        key=lambda rs: int(rs.metadata.annotations.get(_REVISION, 0)),
     )
     if len(revisions) < 2:
         raise DeployError(
@@ -257,7 +276,7 @@ def rollback(cluster: Cluster, name: str, namespace: str) -> int:
     template = k8s.client.ApiClient().sanitize_for_serialization(previous.spec.template)
     template["metadata"]["labels"].pop("pod-template-hash", None)
     apps.patch_namespaced_deployment(name, namespace, {"spec": {"template": template}})
-    return int(previous.metadata.annotations.get("deployment.kubernetes.io/revision", 0))
+    return int(previous.metadata.annotations.get(_REVISION, 0))
 
 
 def _owned_replica_sets(apps: Any, deployment: Any, namespace: str) -> list[Any]:

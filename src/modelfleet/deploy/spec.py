@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from modelfleet.errors import DeployError
 from modelfleet.refs import Stage
@@ -19,15 +20,32 @@ def k8s_name(name: str) -> str:
     return cleaned
 
 
-def _positive_quantity(value: str) -> bool:
+def _amount(value: str) -> Decimal | None:
+    """The quantity's value, or None when the kubernetes client is not installed."""
     try:
         from kubernetes.utils.quantity import parse_quantity
     except ImportError:  # the k8s extra is optional for rendering; the pattern still holds
-        return True
+        return None
     try:
-        return bool(parse_quantity(value) > 0)
+        return Decimal(parse_quantity(value))
     except ValueError:
-        return False
+        return Decimal(0)
+
+
+def _positive_quantity(value: str) -> bool:
+    amount = _amount(value)
+    return amount is None or amount > 0
+
+
+def _within_limit(request: str, limit: str | None, what: str, flag: str) -> None:
+    if not limit:
+        return
+    asked, most = _amount(request), _amount(limit)
+    if asked is not None and most is not None and asked > most:
+        raise DeployError(
+            f"{what} request {request} is above its limit {limit}",
+            hint=f"raise {flag}-limit or lower {flag}",
+        )
 
 
 def check_quantity(value: str, what: str) -> str:
@@ -88,6 +106,8 @@ class DeploySpec:
             check_quantity(self.cpu_limit, "CPU limit")
         if self.memory_limit:
             check_quantity(self.memory_limit, "memory limit")
+        _within_limit(self.cpu, self.cpu_limit, "CPU", "--cpu")
+        _within_limit(self.memory, self.memory_limit, "memory", "--memory")
 
     @property
     def name(self) -> str:
