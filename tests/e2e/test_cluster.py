@@ -349,7 +349,7 @@ def test_failed_rollouts_are_explained_and_the_old_version_keeps_serving(
     world: tuple[Settings, Registry],
     images: dict[str, Any],
     kubeconfig: Path,
-    capfd: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from kubernetes import client
 
@@ -374,7 +374,7 @@ def test_failed_rollouts_are_explained_and_the_old_version_keeps_serving(
     core = client.CoreV1Api(cluster.api)
     svc = core.read_namespaced_service("iris", namespace)
     url = f"http://{svc.spec.cluster_ip}:80"
-    capfd.readouterr()
+    capsys.readouterr()
     failures = {
         "an image no node has": (
             ["--image", "localhost/modelfleet/absent:1", "--cpu", "100m"],
@@ -385,7 +385,7 @@ def test_failed_rollouts_are_explained_and_the_old_version_keeps_serving(
     for what, (flags, expected) in failures.items():
         t = time.monotonic()
         assert _cli(settings, *deploy[:1], "iris:2", *deploy[1:], *flags) == 1
-        said = " ".join(capfd.readouterr().err.split())
+        said = " ".join(capsys.readouterr().err.split())
         log(f"{what}: failed in {time.monotonic() - t:.1f} s: {said[:160]}")
         assert expected in said
         assert _served_version(url) == "1"  # the running version was never taken down
