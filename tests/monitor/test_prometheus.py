@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import modelfleet as mf
@@ -175,3 +176,51 @@ def _rules_are_healthy(prom: Prometheus) -> None:
     broken = {r["name"]: (r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"}
     assert not broken
     assert all(r["type"] == "alerting" and r["state"] != "firing" for r in rules)
+
+
+def test_shifted_inputs_raise_the_drift_score_and_fire_the_alert(
+    registry: Registry,
+    settings: Settings,
+    tmp_path: Path,
+    start_prometheus: Callable[..., Prometheus],
+) -> None:
+    """Real server, real Prometheus, the rules the CLI wrote: drift is seen and alerted on."""
+    from modelfleet.serving.settings import WatchConfig
+    from tests.models import logistic_pipeline
+
+    model, X, _ = logistic_pipeline()
+    mf.register(model, name="iris", sample_input=X, training_data=X, registry=registry)
+    watch = WatchConfig(drift_window_rows=100, drift_min_rows=50, drift_interval_s=0.2)
+    config = ServeConfig(models=(ModelConfig(ref="iris", watch=watch),))
+    rules = tmp_path / "rules.yml"
+    assert main(["monitor", "rules", "--out", str(rules), "--for", "0s"]) == 0
+    with run_server(config, settings) as server:
+        prom = start_prometheus(targets=[server.url.removeprefix("http://")], rule_files=[rules])
+
+        def send(rows: Any) -> None:
+            body = {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": list(rows.shape),
+                        "datatype": "FP32",
+                        "data": rows.ravel().tolist(),
+                    }
+                ]
+            }
+            assert server.http.post("/v2/models/iris/infer", json=body).status_code == 200
+
+        psi = 'max by (model) (modelfleet_drift_score{model="iris",method="psi"})'
+        firing = 'ALERTS{alertname="ModelfleetDrift",alertstate="firing",model="iris"}'
+        sample = X[np.random.default_rng(0).permutation(len(X))[:100]]
+        send(sample)  # like the training data
+        calm = prom.wait_for(psi, lambda r: len(r) == 1)
+        assert float(calm[0]["value"][1]) < 0.2
+        time.sleep(2)  # two evaluations of the rules: a calm window does not alert
+        assert prom.vector(firing) == []
+        shifted = sample.copy()
+        shifted[:, 2] *= 2.0  # petal length doubled: values training never saw
+        send(shifted)
+        prom.wait_for(psi, lambda r: len(r) == 1 and float(r[0]["value"][1]) > 0.5)
+        [alert] = prom.wait_for(firing, timeout=20)
+        assert alert["metric"]["feature"] == "input[2]"
