@@ -168,21 +168,42 @@ ENTRYPOINT {entry}
 """
 
 
-def serve_config(version: ModelVersion, *, profile: bool = False) -> dict[str, Any]:
-    """The serve config baked into the image (file reference, verified digest)."""
-    onnx = version.artifact(Role.ONNX)
-    assert onnx is not None  # plan_build refuses versions without a graph
+def image_model(
+    *,
+    name: str,
+    sha256: str,
+    version: str,
+    variant: str,
+    metrics: dict[str, float],
+    profile: bool,
+) -> dict[str, Any]:
+    """The served model of an image: its graph and profile at their fixed paths, pinned."""
     model: dict[str, Any] = {
         "ref": MODEL_PATH,
-        "name": version.name,
-        "sha256": onnx.sha256,
-        "version": str(version.version),
-        "variant": version.variant.value,
-        "metrics": dict(version.metrics),
+        "name": name,
+        "sha256": sha256,
+        "version": version,
+        "variant": variant,
+        "metrics": dict(metrics),
         "follow": False,
     }
     if profile:
         model["watch"] = {"profile": PROFILE_PATH}
+    return model
+
+
+def serve_config(version: ModelVersion, *, profile: bool = False) -> dict[str, Any]:
+    """The serve config baked into the image (file reference, verified digest)."""
+    onnx = version.artifact(Role.ONNX)
+    assert onnx is not None  # plan_build refuses versions without a graph
+    model = image_model(
+        name=version.name,
+        sha256=onnx.sha256,
+        version=str(version.version),
+        variant=version.variant.value,
+        metrics=version.metrics,
+        profile=profile,
+    )
     return {
         "server": {"host": "0.0.0.0", "port": PORT, "workers": 1},  # noqa: S104 - inside a container
         "monitoring": dict(IMAGE_MONITORING),

@@ -63,19 +63,16 @@ CONFIG_LABEL = "modelfleet.io/serve-config"
 
 def serve_config(spec: DeploySpec) -> dict[str, Any]:
     """The serve config the pods read (mounted over the image's)."""
-    from modelfleet.build.context import IMAGE_MONITORING, PROFILE_PATH
+    from modelfleet.build.context import IMAGE_MONITORING, image_model
 
-    model: dict[str, Any] = {
-        "ref": "/opt/modelfleet/model.onnx",
-        "name": spec.model,
-        "sha256": spec.artifact_sha256,
-        "version": str(spec.version),
-        "variant": spec.variant,
-        "metrics": dict(spec.metrics),
-        "follow": False,
-    }
-    if spec.profile:
-        model["watch"] = {"profile": PROFILE_PATH}
+    model = image_model(
+        name=spec.model,
+        sha256=spec.artifact_sha256,
+        version=str(spec.version),
+        variant=spec.variant,
+        metrics=spec.metrics,
+        profile=spec.profile,
+    )
     return {
         "server": {
             "host": "0.0.0.0",  # noqa: S104 - inside the pod
