@@ -1,6 +1,7 @@
 """Watching served models: predictions by request id, drift, feedback, live accuracy.
 
-The hot path only appends ``(request id, inputs, outputs, time)`` to the model's pending
+The hot path only appends what monitoring needs of a request (its id, time and predicted
+classes, and its tensors only when sampled for drift or the log) to the model's pending
 list. Every ``flush_interval_s`` the watcher swaps that list out and, a few hundred requests
 at a time between answers, counts the predicted classes, feeds sampled rows to the drift
 window and the prediction log; the rows go to the feedback store on the watch thread.
