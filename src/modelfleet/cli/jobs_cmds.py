@@ -165,7 +165,7 @@ def _kubernetes_submit(
     import yaml
 
     from modelfleet.deploy.manifests import to_dict
-    from modelfleet.errors import JobError
+    from modelfleet.errors import JobError, ModelfleetError
     from modelfleet.jobs import kubernetes as k8s_jobs
     from modelfleet.jobs.queue import JobState
 
@@ -182,8 +182,8 @@ def _kubernetes_submit(
 
     cluster = Cluster.connect(kubeconfig)
     try:
-        name = k8s_jobs.submit(cluster.api, manifest)
-    except JobError:
+        name = k8s_jobs.submit(cluster, manifest)
+    except ModelfleetError:
         queue.end_external(job.id, JobState.FAILED, "the cluster refused the Job")
         raise
     queue.set_external(job.id, name)

@@ -27,7 +27,8 @@ _ALTERNATIVES = {
     "policy": ["v1", "v1beta1"],
 }
 _REVISION = "deployment.kubernetes.io/revision"
-_FATAL_WAITING = {
+# Reasons a pod waits that will not fix themselves, and what they mean.
+STUCK_REASONS = {
     "ErrImagePull": "the image cannot be pulled",
     "ImagePullBackOff": "the image cannot be pulled",
     "InvalidImageName": "the image name is invalid",
@@ -222,9 +223,9 @@ def _check_pods(cluster: Cluster, deployment: Any, namespace: str) -> None:
                 )
         for container in pod.status.container_statuses or []:
             waiting = container.state.waiting if container.state else None
-            if waiting and waiting.reason in _FATAL_WAITING:
+            if waiting and waiting.reason in STUCK_REASONS:
                 raise DeployError(
-                    f"pod {pod.metadata.name}: {_FATAL_WAITING[waiting.reason]} "
+                    f"pod {pod.metadata.name}: {STUCK_REASONS[waiting.reason]} "
                     f"({waiting.reason}: {waiting.message or ''})".strip(),
                     hint="check the image tag is loaded on the nodes and the server log "
                     f"(kubectl logs -n {namespace} {pod.metadata.name})",

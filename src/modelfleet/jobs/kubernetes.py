@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelfleet.config import Settings
+from modelfleet.deploy.apply import STUCK_REASONS, Cluster
 from modelfleet.deploy.spec import check_quantity, k8s_name
 from modelfleet.errors import JobError, MissingDependencyError
 from modelfleet.jobs.queue import FINISHED, Job, JobQueue, JobState
@@ -106,28 +107,25 @@ def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAM
     )
 
 
-def submit(api: Any, manifest: Any) -> str:
-    """Create the Job in the cluster (and its namespace, the first time); returns its name."""
+def submit(cluster: Cluster, manifest: Any) -> str:
+    """Create the Job in the cluster (applying its namespace first); returns its name."""
+    from modelfleet.deploy.apply import apply_objects
+
     k = _client()
     namespace = manifest.metadata.namespace
-    core = k.CoreV1Api(api)
+    labels = {"app.kubernetes.io/part-of": "modelfleet"}
+    apply_objects(
+        cluster,
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": labels},
+            }
+        ],
+    )
     try:
-        core.read_namespace(namespace)
-    except k.ApiException as exc:
-        if exc.status != 404:
-            raise JobError(f"reading namespace {namespace} failed: {exc.reason}") from exc
-        namespace_object = k.V1Namespace(
-            metadata=k.V1ObjectMeta(
-                name=namespace, labels={"app.kubernetes.io/part-of": "modelfleet"}
-            )
-        )
-        try:
-            core.create_namespace(namespace_object)
-        except k.ApiException as again:
-            if again.status != 409:  # another submit made it meanwhile
-                raise JobError(f"creating namespace {namespace} failed: {again.reason}") from again
-    try:
-        k.BatchV1Api(api).create_namespaced_job(namespace, manifest)
+        k.BatchV1Api(cluster.api).create_namespaced_job(namespace, manifest)
     except k.ApiException as exc:
         raise JobError(f"creating Job {manifest.metadata.name} failed: {exc.reason}") from exc
     return str(manifest.metadata.name)
@@ -140,10 +138,6 @@ class ClusterJob:
     state: JobState
     detail: str
     log: str = ""
-
-
-# Reasons a pod waits that will not fix themselves.
-_STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 
 
 def observe(api: Any, name: str, namespace: str = NAMESPACE) -> ClusterJob:
@@ -207,7 +201,7 @@ def _waiting(pods: list[Any]) -> str:
                 detail = f"pod {pod.metadata.name} waiting: {waiting.reason}"
                 if waiting.message:
                     detail += f" ({waiting.message})"
-                if waiting.reason in _STUCK:
+                if waiting.reason in STUCK_REASONS:
                     detail += "; it will not start until this is fixed"
                 return detail
         for condition in pod.status.conditions or []:
