@@ -111,8 +111,7 @@ def cli_server(settings: Settings) -> Iterator[Callable[..., tuple[subprocess.Po
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-        proc, url = _cli_server(settings.home, *args, started=started)
-        return proc, url
+        return _cli_server(settings.home, *args, started=started)
 
     yield start
     for proc in started:
