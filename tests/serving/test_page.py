@@ -12,13 +12,17 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 from PIL import Image
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -81,14 +85,17 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         driver.quit()
 
 
+T = TypeVar("T")
+
+
 def _until(driver: WebDriver, check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
     """Poll ``check`` until it returns something true; fail naming ``what`` and the page."""
 
     def probe(_: WebDriver) -> Any:
         try:
             return check()
-        except NoSuchElementException:
-            return False
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False  # not drawn yet, or redrawn while being read
 
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.1).until(probe)
@@ -102,12 +109,22 @@ def _field(driver: WebDriver, model: str, field: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, f'[data-model="{model}"] [data-field="{field}"]')
 
 
+def _settled(read: Callable[[], T]) -> T:
+    """``read()`` again when the page redrew the element between finding and reading it."""
+    for _ in range(5):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            continue
+    return read()
+
+
 def _text(driver: WebDriver, model: str, field: str) -> str:
-    return str(_field(driver, model, field).text)
+    return _settled(lambda: str(_field(driver, model, field).text))
 
 
 def _value(driver: WebDriver, model: str, field: str) -> str:
-    return str(_field(driver, model, field).get_attribute("data-value"))
+    return _settled(lambda: str(_field(driver, model, field).get_attribute("data-value")))
 
 
 def _pct(value: float) -> str:
@@ -137,11 +154,14 @@ def _feedback(server: RunningServer, ids: list[str], labels: list[int]) -> dict[
 
 
 def _class_counts(driver: WebDriver, model: str) -> dict[str, int]:
-    rows = _field(driver, model, "predictions").find_elements(By.CSS_SELECTOR, "[data-class]")
-    return {
-        str(r.get_attribute("data-class")): int(r.find_element(By.CLASS_NAME, "count").text)
-        for r in rows
-    }
+    def read() -> dict[str, int]:
+        rows = _field(driver, model, "predictions").find_elements(By.CSS_SELECTOR, "[data-class]")
+        return {
+            str(r.get_attribute("data-class")): int(r.find_element(By.CLASS_NAME, "count").text)
+            for r in rows
+        }
+
+    return _settled(read)
 
 
 def test_page_shows_live_figures_and_follows_them(
@@ -177,7 +197,8 @@ def test_page_shows_live_figures_and_follows_them(
     assert _text(browser, "iris", "cache") == "on"
     assert _text(browser, "iris", "accuracy_live") == "no labels"
     assert _text(browser, "iris", "accuracy_registered") == _pct(accuracy)
-    assert sum(_class_counts(browser, "iris").values()) == 10
+    # Classes are counted when the watcher flushes (twice a second), not per request.
+    _until(browser, lambda: sum(_class_counts(browser, "iris").values()) == 10, "10 classified")
     assert browser.find_element(By.ID, "server-version").text == f"modelfleet {mf.__version__}"
     assert re.fullmatch(r"up \d\dm \d\ds", browser.find_element(By.ID, "uptime").text)
 
