@@ -20,7 +20,6 @@ from modelfleet.freeze.files import LoadedModel, load_model_file
 from modelfleet.freeze.freezer import FrozenGraph, freeze_model
 from modelfleet.freeze.onnx_adapter import ONNX_MEDIA_TYPE, graph_signature, onnx_module
 from modelfleet.freeze.quantize import Method, quantize_graph
-from modelfleet.monitor.profile import PROFILE_MEDIA_TYPE, build_profile
 from modelfleet.refs import Stage, parse_stage, validate_name
 from modelfleet.registry.lineage import data_sha256 as digest_data
 from modelfleet.registry.lineage import git_state, runtime_environment
@@ -35,6 +34,7 @@ from modelfleet.registry.records import (
 )
 from modelfleet.registry.registry import ArtifactPayload, Registry
 from modelfleet.signature import Signature, prepare_inputs
+from modelfleet.stats import PROFILE_MEDIA_TYPE, build_profile
 
 SAMPLE_MEDIA_TYPE = "application/x-npz"
 logger = logging.getLogger(__name__)

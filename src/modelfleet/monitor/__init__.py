@@ -1,4 +1,8 @@
-"""Watching served models: alert rules, dashboards, drift, live accuracy, retraining."""
+"""The monitoring control plane: alert rules, the Grafana dashboard and the retrain trigger.
+
+The statistics these build on live in :mod:`modelfleet.stats`; what a running server records
+(predictions, feedback, live accuracy, drift) lives in :mod:`modelfleet.serving.live`.
+"""
 
 from __future__ import annotations
 

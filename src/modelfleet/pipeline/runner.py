@@ -320,8 +320,8 @@ def _register(
     say: Callable[[str], None],
 ) -> None:
     from modelfleet import sdk
-    from modelfleet.monitor.profile import build_profile
     from modelfleet.signature import prepare_inputs
+    from modelfleet.stats import build_profile
 
     spec = pipeline.register
     assert spec is not None  # checked by the caller

@@ -36,7 +36,7 @@ from modelfleet.errors import (
 )
 from modelfleet.serving.auth import Authenticator
 from modelfleet.serving.core import InferenceCore
-from modelfleet.serving.feedback import MAX_ID_LENGTH
+from modelfleet.serving.live import MAX_ID_LENGTH, Summarizer, monitor_page
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import unavailable
 from modelfleet.serving.openapi import docs_page, openapi_document
@@ -48,7 +48,6 @@ from modelfleet.serving.protocol import (
     encode_v1,
 )
 from modelfleet.serving.repository import ModelRepository
-from modelfleet.serving.summary import Summarizer
 
 logger = logging.getLogger(__name__)
 
@@ -421,8 +420,6 @@ class ServingApp:
 
     async def _page(self, request: Request) -> Response:
         self._guard(request, "infer", "docs")
-        from modelfleet.serving.page import monitor_page
-
         return HTMLResponse(monitor_page())
 
     async def _openapi(self, request: Request) -> Response:

@@ -14,11 +14,11 @@ import numpy as np
 from modelfleet.errors import DeadlineExceededError, UnavailableError
 from modelfleet.serving.batcher import Batcher
 from modelfleet.serving.cache import Cache, OutputCache
+from modelfleet.serving.live.watch import ModelWatch
 from modelfleet.serving.metrics import ModelMetrics, ServingMetrics
 from modelfleet.serving.runner import OnnxRunner, Runner
 from modelfleet.serving.scheduler import STARTED, Scheduler, WorkItem
 from modelfleet.serving.settings import ModelConfig
-from modelfleet.serving.watch import ModelWatch
 from modelfleet.signature import STRING, Signature
 
 logger = logging.getLogger(__name__)

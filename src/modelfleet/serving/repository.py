@@ -21,10 +21,10 @@ from modelfleet.config import Settings
 from modelfleet.errors import ModelfleetError, RegistryError, UnknownModelError
 from modelfleet.refs import parse_ref
 from modelfleet.serving.cache import Cache, open_cache
+from modelfleet.serving.live.watch import Watchtower
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
 from modelfleet.serving.settings import ModelConfig, ServeConfig
-from modelfleet.serving.watch import Watchtower
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,8 @@ import numpy as np
 import orjson
 
 from modelfleet.errors import NotAClassifierError
-from modelfleet.monitor.drift import DriftWindow, drift_scores
 from modelfleet.serving.cache import OutputCache
-from modelfleet.serving.feedback import (
+from modelfleet.serving.live.feedback import (
     Accuracy,
     ClassOf,
     FeedbackStore,
@@ -44,6 +43,7 @@ from modelfleet.serving.feedback import (
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.settings import MonitoringConfig, WatchConfig
 from modelfleet.signature import Signature
+from modelfleet.stats import DriftWindow, drift_scores
 
 logger = logging.getLogger(__name__)
 

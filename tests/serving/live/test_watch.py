@@ -290,8 +290,8 @@ def test_a_request_leaves_only_what_monitoring_needs() -> None:
     """Tensors go with their request unless sampled for drift or the log; classes are kept."""
     import weakref
 
+    from modelfleet.serving.live.watch import ModelWatch
     from modelfleet.serving.metrics import ServingMetrics
-    from modelfleet.serving.watch import ModelWatch
     from modelfleet.signature import Signature, TensorSpec
 
     signature = Signature(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelfleet.monitor.profile import feature_columns
+from modelfleet.stats.profile import feature_columns
 
 # A share of zero would make PSI infinite; empty bins count as this share instead.
 _EPSILON = 1e-4

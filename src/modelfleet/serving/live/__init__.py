@@ -1,0 +1,24 @@
+"""The live side of serving: prediction records, feedback, live accuracy, drift, the summary.
+
+A served model's :class:`ModelWatch` records what it answered, joins true labels sent as
+feedback, keeps the live accuracy that gates the output cache and scores input drift against
+the training profile; :class:`Summarizer` turns the server's own metrics into the summary
+behind ``/monitor/summary`` and the page at ``/``.
+"""
+
+from __future__ import annotations
+
+from modelfleet.serving.live.feedback import MAX_ID_LENGTH, FeedbackStore, parse_feedback
+from modelfleet.serving.live.page import monitor_page
+from modelfleet.serving.live.summary import Summarizer
+from modelfleet.serving.live.watch import ModelWatch, Watchtower
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "FeedbackStore",
+    "ModelWatch",
+    "Summarizer",
+    "Watchtower",
+    "monitor_page",
+    "parse_feedback",
+]
