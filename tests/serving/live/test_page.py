@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,8 +33,10 @@ from selenium.webdriver.support.wait import WebDriverWait
 from sklearn.base import clone
 
 import modelfleet as mf
+from modelfleet.build.wheels import modelfleet_wheel
 from modelfleet.registry import Registry
 from modelfleet.serving.auth import hash_token
+from modelfleet.serving.live import monitor_page
 from modelfleet.serving.settings import (
     ModelConfig,
     MonitoringConfig,
@@ -328,3 +333,30 @@ def test_page_asks_for_a_token_when_the_figures_are_closed(
     )
     assert stored == [token, 0]  # this tab only, never written to disk
     assert token not in browser.current_url
+
+
+def test_installed_wheel_serves_the_same_page(tmp_path: Path) -> None:
+    # The image installs modelfleet from this wheel: an asset left out of the package data
+    # would break the page only in production.
+    wheel = modelfleet_wheel(tmp_path / "wheel")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    assets = {f"modelfleet/serving/live/assets/page.{ext}" for ext in ("html", "css", "js")}
+    assert assets <= names
+
+    code = "import modelfleet.serving.live.page as p; print(p.__file__); print(p.monitor_page())"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    where, page = run.stdout.split("\n", 1)
+    assert Path(where).is_relative_to(tmp_path / "site")  # the wheel's copy, not the source's
+    assert page == monitor_page() + "\n"
