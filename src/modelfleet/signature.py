@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict
 
 from modelfleet.errors import SignatureError
 
+Arrays = Mapping[str, np.ndarray[Any, Any]]
+"""Tensors by name, read-only: what a function takes when it only looks at them."""
+ArrayDict = dict[str, np.ndarray[Any, Any]]
+"""Tensors by name in a dict the holder owns and may fill or change."""
+
 STRING = "string"
 _SUPPORTED = {
     "bool",
@@ -115,10 +120,10 @@ def _column_dtype(values: np.ndarray[Any, Any]) -> str:
     return dtype_name(values.dtype)
 
 
-def to_named_arrays(data: Any) -> dict[str, np.ndarray[Any, Any]]:
+def to_named_arrays(data: Any) -> ArrayDict:
     """Split a sample into named arrays: a DataFrame gives one ``[n, 1]`` array per column."""
     if _is_dataframe(data):
-        out: dict[str, np.ndarray[Any, Any]] = {}
+        out: ArrayDict = {}
         for column in data.columns:
             values = np.asarray(data[column].to_numpy())
             if values.dtype.kind == "O" or str(data[column].dtype) in ("string", "str"):
@@ -216,7 +221,7 @@ def _check_shape(spec: TensorSpec, array: np.ndarray[Any, Any]) -> None:
         )
 
 
-def prepare_inputs(signature: Signature, data: Any) -> dict[str, np.ndarray[Any, Any]]:
+def prepare_inputs(signature: Signature, data: Any) -> ArrayDict:
     """Validate ``data`` against the signature and return the arrays a runtime takes.
 
     ``data`` may be a single array (for a one-input model, or split into the inputs' columns
@@ -245,9 +250,7 @@ def prepare_inputs(signature: Signature, data: Any) -> dict[str, np.ndarray[Any,
     return arrays
 
 
-def _split_columns(
-    inputs: Sequence[TensorSpec], array: np.ndarray[Any, Any]
-) -> dict[str, np.ndarray[Any, Any]]:
+def _split_columns(inputs: Sequence[TensorSpec], array: np.ndarray[Any, Any]) -> ArrayDict:
     if not all(spec.shape == (None, 1) for spec in inputs):
         raise SignatureError(
             f"the model has {len(inputs)} inputs; pass a mapping of input names to arrays",
@@ -261,7 +264,7 @@ def _split_columns(
     return {spec.name: array[:, i : i + 1] for i, spec in enumerate(inputs)}
 
 
-def _check_same_rows(arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
+def _check_same_rows(arrays: Arrays) -> None:
     rows = {name: a.shape[0] for name, a in arrays.items() if a.ndim > 0}
     if len(set(rows.values())) > 1:
         raise SignatureError(
@@ -270,7 +273,7 @@ def _check_same_rows(arrays: Mapping[str, np.ndarray[Any, Any]]) -> None:
         )
 
 
-def count_rows(arrays: Mapping[str, np.ndarray[Any, Any]]) -> int:
+def count_rows(arrays: Arrays) -> int:
     """Number of rows in prepared inputs (the batch axis of the first input)."""
     first = next(iter(arrays.values()))
     return int(first.shape[0]) if first.ndim > 0 else 1

@@ -411,3 +411,17 @@ def test_openapi_and_docs_page(server: RunningServer) -> None:
     assert "/v2/models/{name}/infer" in page.text
     assert "<script" not in page.text  # nothing fetched from a CDN
     assert "https://" not in page.text
+
+
+def test_an_error_reads_the_same_on_every_route(server: RunningServer) -> None:
+    answers = [
+        server.http.get("/v2/models/ghost"),
+        server.http.get("/v2/models/ghost/config"),
+        server.http.post("/v2/models/ghost/infer", json=_row([1, 2, 3])),
+        server.http.post("/v1/models/ghost:predict", json={"instances": [[1, 2, 3]]}),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/json"
+        assert list(answer.json()) == ["error"]
+        assert "served models: adder, echo, iris" in _error(answer)

@@ -2,7 +2,9 @@
 
 Inference POSTs (V2 ``…/infer`` and v1 ``…:predict``) take a lean ASGI path: read the body
 with a size limit, decode, call the core, encode. Everything else is a Starlette route.
-Errors become ``{"error": "…"}`` with their status in exactly one place, :func:`error_status`.
+Errors become ``{"error": "…"}`` with their status in exactly one place,
+:func:`~modelfleet.serving.http_errors.error_reply`. The OpenAPI document is built from the
+route table here, so every route is documented and every documented route is live.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import logging
 import re
 import secrets
 import time
-import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -23,19 +24,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from modelfleet.errors import (
-    InvalidInputError,
-    ModelfleetError,
-    OverloadedError,
-    PayloadTooLargeError,
-    ServingError,
-    SignatureError,
-    UnauthorizedError,
-)
+from modelfleet.errors import InvalidInputError, ModelfleetError, ServingError
 from modelfleet.serving.auth import Authenticator
 from modelfleet.serving.core import InferenceCore
+from modelfleet.serving.http_errors import error_reply
+from modelfleet.serving.http_input import (
+    int_header,
+    read_body,
+    request_headers,
+    scope_headers,
+    timeout_header,
+)
 from modelfleet.serving.live import MAX_ID_LENGTH, Summarizer, monitor_page
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import unavailable
@@ -48,42 +50,14 @@ from modelfleet.serving.protocol import (
     encode_v1,
 )
 from modelfleet.serving.repository import ModelRepository
+from modelfleet.serving.settings import OpenPath, TokenScope
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 _JSON = b"application/json"
 _CLOSE = (b"connection", b"close")
-
-
-def error_status(exc: BaseException) -> int:
-    """The HTTP status of an error (the one place where this is decided)."""
-    if isinstance(exc, ServingError):
-        return exc.status
-    if isinstance(exc, SignatureError):
-        return 400
-    if isinstance(exc, ModelfleetError):
-        return 500
-    return 500
-
-
-def error_body(exc: BaseException) -> bytes:
-    """``{"error": message}``; unexpected errors do not leak internals."""
-    message = str(exc) if isinstance(exc, ModelfleetError) else "internal server error"
-    return orjson.dumps({"error": message})
-
-
-def _error_headers(exc: BaseException) -> list[tuple[bytes, bytes]]:
-    if isinstance(exc, OverloadedError):
-        return [(b"retry-after", str(max(1, round(exc.retry_after))).encode())]
-    if isinstance(exc, UnauthorizedError):
-        return [(b"www-authenticate", b"Bearer")]
-    return []
 
 
 class ServingApp:
@@ -105,11 +79,21 @@ class ServingApp:
         self.router = Starlette(
             routes=self._routes(),
             exception_handlers={
-                HTTPException: self._http_error,
-                ModelfleetError: self._domain_error,
-                Exception: self._domain_error,
+                HTTPException: self._error_response,
+                ModelfleetError: self._error_response,
+                # Starlette answers with this handler, then re-raises so the server logs it.
+                Exception: self._error_response,
             },
         )
+        # Built once: a route without a description fails here, at start-up and in tests.
+        self.openapi = openapi_document(self.routes)
+        self._openapi_json = orjson.dumps(self.openapi)
+        self._docs_page = docs_page(self.openapi)
+
+    @property
+    def routes(self) -> Sequence[BaseRoute]:
+        """Every route the server answers, the inference fast path's included."""
+        return self.router.routes
 
     # -- ASGI -----------------------------------------------------------------------------
 
@@ -183,15 +167,15 @@ class ServingApp:
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
         started = time.monotonic()
-        headers = _headers(scope)
+        headers = scope_headers(scope)
         status, instance = 200, None
         try:
             if self.auth.enabled:
                 self.auth.check(headers.get("authorization"), "infer")
-            body = await self._body(receive, headers)
+            body = await read_body(receive, headers, self.config.max_body_bytes)
             length = headers.get(HEADER_LENGTH)
             request = decode_request(
-                body, None if length is None else _int_header(length, HEADER_LENGTH)
+                body, None if length is None else int_header(length, HEADER_LENGTH)
             )
             timeout = headers.get("x-timeout-ms")
             rid = self._request_id(request.id or headers.get("x-request-id"))
@@ -200,7 +184,7 @@ class ServingApp:
                 version,
                 request,
                 use_cache="no-cache" not in headers.get("cache-control", ""),
-                timeout_s=None if timeout is None else _timeout_header(timeout),
+                timeout_s=None if timeout is None else timeout_header(timeout),
                 request_id=rid,
             )
             instance = result.instance
@@ -220,16 +204,16 @@ class ServingApp:
                 extra.append(_CLOSE)  # move kept-alive clients to another replica
             await _send(send, 200, payload, kind, extra)
         except Exception as exc:  # every failure becomes one JSON error response
-            status = await self._send_error(send, exc)
+            status = await self._send_error(scope, send, exc)
         self._count(name, instance, "v2", status, started)
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         started = time.monotonic()
-        headers = _headers(scope)
+        headers = scope_headers(scope)
         status, instance = 200, None
         try:
             self.auth.check(headers.get("authorization"), "infer")
-            body = await self._body(receive, headers)
+            body = await read_body(receive, headers, self.config.max_body_bytes)
             signature = self.repository.instance(name).signature
             rid = self._request_id(headers.get("x-request-id"))
             result = await self.core.predict(
@@ -244,7 +228,7 @@ class ServingApp:
                 extra.append(_CLOSE)
             await _send(send, 200, encode_v1(result.outputs, signature), _JSON, extra)
         except Exception as exc:  # every failure becomes one JSON error response
-            status = await self._send_error(send, exc)
+            status = await self._send_error(scope, send, exc)
         self._count(name, instance, "v1", status, started)
 
     def _request_id(self, given: str | None) -> str:
@@ -268,40 +252,19 @@ class ServingApp:
         else:
             self.metrics.requests.labels("unknown", "", endpoint, str(status)).inc()
 
-    async def _send_error(self, send: Send, exc: Exception) -> int:
-        status = error_status(exc)
-        if status >= 500 and not isinstance(exc, ServingError):
-            logger.error("request failed", exc_info=exc)
-        headers = _error_headers(exc)
+    async def _send_error(self, scope: Scope, send: Send, exc: Exception) -> int:
+        reply = error_reply(exc, scope["method"], scope["path"])
+        headers = list(reply.headers)
         if self.core.draining:
             headers.append(_CLOSE)
-        await _send(send, status, error_body(exc), _JSON, headers)
-        return status
-
-    async def _body(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        limit = self.config.max_body_bytes
-        declared = _int_header(headers.get("content-length"), "Content-Length")
-        if declared is not None and declared > limit:
-            raise PayloadTooLargeError(limit)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidInputError("client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        encoding = headers.get("content-encoding")
-        return _decompress(body, encoding, limit) if encoding else body
+        await _send(send, reply.status, reply.body, _JSON, headers)
+        return reply.status
 
     # -- other routes ---------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
+        # The fast path answers inference before Starlette sees it; the stubs keep those
+        # paths in the route table, so they are documented and other methods get 405.
         infer_stub = self._infer_via_router
         return [
             Route("/", self._page),
@@ -328,10 +291,10 @@ class ServingApp:
             Route("/docs", self._docs),
         ]
 
-    def _guard(self, request: Request, scope: str, kind: str | None = None) -> None:
+    def _guard(self, request: Request, needs: TokenScope, kind: OpenPath | None = None) -> None:
         if kind is not None and kind in self.config.open_paths:
             return
-        self.auth.check(request.headers.get("authorization"), scope)
+        self.auth.check(request.headers.get("authorization"), needs)
 
     @staticmethod
     def _json(doc: Any, status: int = 200) -> Response:
@@ -409,7 +372,8 @@ class ServingApp:
                 "predictions",
                 hint="enable watching in the serve config to take feedback",
             )
-        body = await self._body(request.receive, _starlette_headers(request))
+        limit = self.config.max_body_bytes
+        body = await read_body(request.receive, request_headers(request), limit)
         return self._json(await self.repository.watchtower.feedback(instance.watch, body))
 
     async def _summary(self, request: Request) -> Response:
@@ -424,39 +388,18 @@ class ServingApp:
 
     async def _openapi(self, request: Request) -> Response:
         self._guard(request, "infer", "docs")
-        return self._json(openapi_document())
+        return Response(self._openapi_json, media_type="application/json")
 
     async def _docs(self, request: Request) -> Response:
         self._guard(request, "infer", "docs")
-        return HTMLResponse(docs_page(openapi_document()))
+        return HTMLResponse(self._docs_page)
 
-    async def _http_error(self, request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, HTTPException):  # registered for HTTPException only
-            return await self._domain_error(request, exc)
-        if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}; see /docs"
-        elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
-            message = (
-                f"method {request.method} not allowed on {request.url.path} (allowed: {allowed})"
-            )
-        else:
-            message = exc.detail
+    async def _error_response(self, request: Request, exc: Exception) -> Response:
+        reply = error_reply(exc, request.method, request.url.path)
         return Response(
-            orjson.dumps({"error": message}),
-            status_code=exc.status_code,
-            headers=exc.headers,
-            media_type="application/json",
-        )
-
-    async def _domain_error(self, request: Request, exc: Exception) -> Response:
-        status = error_status(exc)
-        if status >= 500 and not isinstance(exc, ServingError):
-            logger.error("request failed", exc_info=exc)
-        return Response(
-            error_body(exc),
-            status_code=status,
-            headers={k.decode(): v.decode() for k, v in _error_headers(exc)},
+            reply.body,
+            status_code=reply.status,
+            headers=reply.header_dict(),
             media_type="application/json",
         )
 
@@ -469,72 +412,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-
-
-_WANTED_HEADERS = frozenset(
-    {
-        b"x-request-id",
-        b"content-length",
-        b"content-encoding",
-        b"authorization",
-        b"cache-control",
-        b"x-timeout-ms",
-        HEADER_LENGTH.encode(),
-    }
-)
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The few request headers the inference path reads (ASGI names are lower case)."""
-    return {
-        k.decode("latin-1"): v.decode("latin-1")
-        for k, v in scope["headers"]
-        if k in _WANTED_HEADERS
-    }
-
-
-def _starlette_headers(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.encode() in _WANTED_HEADERS}
-
-
-def _int_header(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidInputError(f"header {name} must be an integer, got {value!r}") from None
-
-
-def _timeout_header(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        ms = float(value)
-    except ValueError:
-        raise InvalidInputError(f"header X-Timeout-Ms must be a number, got {value!r}") from None
-    if ms <= 0:
-        raise InvalidInputError("header X-Timeout-Ms must be positive")
-    return ms / 1000
-
-
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    encoding = encoding.strip().lower()
-    if encoding == "identity":
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise InvalidInputError(
-            f"unsupported Content-Encoding {encoding!r}", hint="use gzip, deflate or none"
-        )
-    wbits = 31 if encoding == "gzip" else 15
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(limit)
-    return data
 
 
 _NO_BINARY: dict[str, bool] = {}

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Iterable
 
 from modelfleet.errors import ConfigError, ForbiddenError, UnauthorizedError
-from modelfleet.serving.settings import TokenConfig
+from modelfleet.serving.settings import TokenConfig, TokenScope
 
 
 def hash_token(token: str) -> str:
@@ -48,7 +48,7 @@ class Authenticator:
         """False when no token is configured (every endpoint is open)."""
         return bool(self._scopes)
 
-    def check(self, authorization: str | None, scope: str) -> None:
+    def check(self, authorization: str | None, scope: TokenScope) -> None:
         """Raise 401 without a known token, 403 when the token lacks ``scope``."""
         if not self._scopes:
             return

@@ -14,7 +14,7 @@ import logging
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,10 +22,9 @@ import orjson
 
 from modelfleet.errors import ConfigError, MissingDependencyError
 from modelfleet.serving.metrics import ModelMetrics
+from modelfleet.signature import ArrayDict, Arrays
 
 logger = logging.getLogger(__name__)
-
-Arrays = dict[str, np.ndarray[Any, Any]]
 
 
 class Cache(Protocol):
@@ -33,11 +32,11 @@ class Cache(Protocol):
 
     name: str
 
-    async def get(self, key: bytes) -> Arrays | None:
+    async def get(self, key: bytes) -> ArrayDict | None:
         """The stored outputs, or None on a miss."""
         ...
 
-    async def set(self, key: bytes, value: Arrays) -> None:
+    async def set(self, key: bytes, value: ArrayDict) -> None:
         """Store outputs."""
         ...
 
@@ -50,9 +49,7 @@ class Cache(Protocol):
         ...
 
 
-def cache_key(
-    namespace: str, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None
-) -> bytes:
+def cache_key(namespace: str, inputs: Arrays, outputs: Sequence[str] | None) -> bytes:
     """``key_prefix(namespace)`` + digest of (namespace, inputs with dtype and shape, outputs).
 
     The prefix lets every entry of one model version be dropped at once.
@@ -95,12 +92,12 @@ class MemoryCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[bytes, tuple[Arrays, int]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[ArrayDict, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: bytes) -> Arrays | None:
+    async def get(self, key: bytes) -> ArrayDict | None:
         """Look up and mark as recently used."""
         entry = self._entries.get(key)
         if entry is None:
@@ -108,7 +105,7 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return entry[0]
 
-    async def set(self, key: bytes, value: Arrays) -> None:
+    async def set(self, key: bytes, value: ArrayDict) -> None:
         """Store, evicting the least recently used entries beyond the byte budget."""
         size = _nbytes(value) + len(key)
         if size > self.max_bytes:
@@ -140,7 +137,7 @@ class MemoryCache:
 
 
 def encode_arrays(value: Arrays) -> bytes:
-    """Arrays to bytes without pickle: a JSON header, then the raw buffers."""
+    """Named arrays to bytes without pickle: a JSON header, then the raw buffers."""
     header: list[list[Any]] = []
     blobs: list[bytes] = []
     for name, array in value.items():
@@ -154,12 +151,12 @@ def encode_arrays(value: Arrays) -> bytes:
     return struct.pack("<I", len(head)) + head + b"".join(blobs)
 
 
-def decode_arrays(data: bytes) -> Arrays:
+def decode_arrays(data: bytes) -> ArrayDict:
     """Inverse of :func:`encode_arrays`."""
     (length,) = struct.unpack_from("<I", data)
     header = orjson.loads(data[4 : 4 + length])
     offset = 4 + length
-    out: Arrays = {}
+    out: ArrayDict = {}
     for name, dtype, shape, extra in header:
         if dtype == "str":
             out[name] = np.array(extra, dtype=object).reshape(shape)
@@ -204,7 +201,7 @@ class RedisCache:
             logger.warning("redis cache at %s unavailable (%s); serving uncached", self.url, exc)
         self._down_until = time.monotonic() + self.pause_s
 
-    async def get(self, key: bytes) -> Arrays | None:
+    async def get(self, key: bytes) -> ArrayDict | None:
         """Look up; raises :class:`CacheUnavailableError` while Redis is down."""
         if not self._available():
             raise CacheUnavailableError(self.url)
@@ -217,7 +214,7 @@ class RedisCache:
             return None
         return decode_arrays(data if isinstance(data, bytes) else data.encode("latin-1"))
 
-    async def set(self, key: bytes, value: Arrays) -> None:
+    async def set(self, key: bytes, value: ArrayDict) -> None:
         """Store with the configured expiry; failures are counted, never raised."""
         if not self._available():
             return
@@ -275,7 +272,7 @@ class OutputCache:
         self.backend = backend
         self.namespace = namespace
         self.metrics = metrics
-        self._inflight: dict[bytes, asyncio.Future[Arrays]] = {}
+        self._inflight: dict[bytes, asyncio.Future[ArrayDict]] = {}
 
     async def drop(self) -> int:
         """Forget every cached output of this model version."""
@@ -283,10 +280,10 @@ class OutputCache:
 
     async def fetch(
         self,
-        inputs: Mapping[str, np.ndarray[Any, Any]],
+        inputs: Arrays,
         outputs: Sequence[str] | None,
-        compute: Callable[[], Awaitable[Arrays]],
-    ) -> Arrays:
+        compute: Callable[[], Awaitable[ArrayDict]],
+    ) -> ArrayDict:
         """Cached outputs for ``inputs``, computing (once for identical requests) on a miss."""
         key = cache_key(self.namespace, inputs, outputs)
         try:
@@ -302,7 +299,7 @@ class OutputCache:
             self.metrics.cache_result("shared")
             return await asyncio.shield(pending)
         self.metrics.cache_result("miss")
-        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ArrayDict] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             value = await compute()

@@ -1,7 +1,7 @@
 """The inference core: what the server does, independent of HTTP (MLServer's data plane idea).
 
 Routes decode a request, call one method here and encode what it returns; every failure is a
-:class:`~modelfleet.errors.ModelfleetError` whose HTTP status is decided in ``app.py``.
+:class:`~modelfleet.errors.ModelfleetError` whose HTTP status is decided in ``http_errors.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from modelfleet import __version__
 from modelfleet.errors import InvalidInputError, SignatureError, UnavailableError
 from modelfleet.serving.metrics import ServingMetrics
@@ -22,11 +20,10 @@ from modelfleet.serving.model import ModelInstance
 from modelfleet.serving.protocol import InferRequest, describe_tensors
 from modelfleet.serving.repository import ModelRepository
 from modelfleet.serving.settings import ServeConfig
-from modelfleet.signature import count_rows, prepare_inputs
+from modelfleet.signature import ArrayDict, Arrays, count_rows, prepare_inputs
 
 logger = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray[Any, Any]]
 EXTENSIONS = ["binary_tensor_data", "model_repository", "schedule_policy", "statistics"]
 
 
@@ -35,7 +32,7 @@ class InferResult:
     """Outputs of one request and the instance that produced them."""
 
     instance: ModelInstance
-    outputs: Arrays
+    outputs: ArrayDict
 
 
 class InferenceCore:
@@ -201,7 +198,7 @@ class InferenceCore:
         finally:
             self._leave()
 
-    def _validate(self, instance: ModelInstance, data: Any) -> Arrays:
+    def _validate(self, instance: ModelInstance, data: Any) -> ArrayDict:
         if isinstance(data, dict):
             exact = instance.validate(data)
             if exact is not None and _same_rows(exact):

@@ -19,11 +19,9 @@ from modelfleet.serving.metrics import ModelMetrics, ServingMetrics
 from modelfleet.serving.runner import OnnxRunner, Runner
 from modelfleet.serving.scheduler import STARTED, Scheduler, WorkItem
 from modelfleet.serving.settings import ModelConfig
-from modelfleet.signature import STRING, Signature
+from modelfleet.signature import STRING, ArrayDict, Signature
 
 logger = logging.getLogger(__name__)
-
-Arrays = dict[str, np.ndarray[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,9 @@ def _batchable(signature: Signature) -> bool:
     return all(s.has_batch_axis for s in (*signature.inputs, *signature.outputs))
 
 
-def warmup_inputs(signature: Signature) -> Arrays:
+def warmup_inputs(signature: Signature) -> ArrayDict:
     """One zero-valued row per input, to run before a model is declared ready."""
-    arrays: Arrays = {}
+    arrays: ArrayDict = {}
     for spec in signature.inputs:
         shape = tuple(1 if d is None else d for d in spec.shape)
         if spec.dtype == STRING:
@@ -126,14 +124,14 @@ class ModelInstance:
 
     async def infer(
         self,
-        inputs: Arrays,
+        inputs: ArrayDict,
         rows: int,
         *,
         outputs: Sequence[str] | None = None,
         priority: int = 0,
         timeout_s: float | None = None,
         use_cache: bool = True,
-    ) -> Arrays:
+    ) -> ArrayDict:
         """Run validated inputs through cache, queue and batcher; returns every output."""
         self._enter()
         try:
@@ -162,7 +160,7 @@ class ModelInstance:
         self.metrics.inflight.set(self.inflight)
         self.metrics.queue_depth.set(self.scheduler.depth)
 
-    def validate(self, inputs: Arrays) -> Arrays | None:
+    def validate(self, inputs: ArrayDict) -> ArrayDict | None:
         """The inputs unchanged when they already match the signature exactly, else None.
 
         The full check (casts, reshapes, messages) is ``prepare_inputs``; this is the cheap
@@ -180,8 +178,8 @@ class ModelInstance:
         return inputs
 
     async def _queued(
-        self, inputs: Arrays, rows: int, priority: int, timeout_s: float | None
-    ) -> Arrays:
+        self, inputs: ArrayDict, rows: int, priority: int, timeout_s: float | None
+    ) -> ArrayDict:
         if self.inflight == 1 and self.batcher.can_run_now(rows):
             # Let every request that arrived with this one enter first; if it is still
             # alone and the runner idle, there is nothing to batch with or to overtake.
@@ -193,7 +191,7 @@ class ModelInstance:
             return await _collect(items)
         return await self._with_deadline(items, timeout_s)
 
-    async def _with_deadline(self, items: list[WorkItem], timeout_s: float | None) -> Arrays:
+    async def _with_deadline(self, items: list[WorkItem], timeout_s: float | None) -> ArrayDict:
         default_ms = self.config.scheduler.default_timeout_ms
         timeout = timeout_s if timeout_s is not None else (default_ms or 0) / 1000
         gathered = asyncio.ensure_future(_collect(items))
@@ -227,7 +225,7 @@ class ModelInstance:
             self.watch.closed = True  # flushed once more, then forgotten
 
 
-async def _collect(items: list[WorkItem]) -> Arrays:
+async def _collect(items: list[WorkItem]) -> ArrayDict:
     if len(items) == 1:
         return await items[0].future
     parts = await asyncio.gather(*(item.future for item in items))

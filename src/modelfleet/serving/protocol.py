@@ -19,9 +19,7 @@ import numpy as np
 import orjson
 
 from modelfleet.errors import InvalidInputError
-from modelfleet.signature import STRING, Signature
-
-Arrays = dict[str, np.ndarray[Any, Any]]
+from modelfleet.signature import STRING, ArrayDict, Arrays, Signature
 
 V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -79,7 +77,7 @@ def dtype_of_array(array: np.ndarray[Any, Any]) -> str:
 class InferRequest:
     """A decoded V2 inference request."""
 
-    inputs: Arrays
+    inputs: ArrayDict
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     outputs: list[tuple[str, bool]] | None = None  # (name, binary)
@@ -115,7 +113,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
             "request has no 'inputs' list", hint='send {"inputs": [{"name", "shape", ...}]}'
         )
     parameters = _parameters(doc.get("parameters"), "request")
-    inputs: Arrays = {}
+    inputs: ArrayDict = {}
     offset = 0
     for raw in raw_inputs:
         name, array, used = _decode_input(raw, binary, offset)
@@ -268,7 +266,7 @@ def encode_response(
     model: str,
     version: str,
     request_id: str | None,
-    outputs: Mapping[str, np.ndarray[Any, Any]],
+    outputs: Arrays,
     binary: Mapping[str, bool],
     parameters: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
@@ -339,7 +337,7 @@ def _table(values: list[Any]) -> np.ndarray[Any, Any]:
         return np.asarray(values, dtype=object)
 
 
-def encode_v1(outputs: Mapping[str, np.ndarray[Any, Any]], signature: Signature) -> bytes:
+def encode_v1(outputs: Arrays, signature: Signature) -> bytes:
     """``{"predictions": [...]}`` plus ``probabilities`` when the model outputs them."""
     names = list(outputs)
     doc: dict[str, Any] = {"predictions": _plain(outputs[names[0]])}
@@ -368,7 +366,7 @@ def describe_tensors(specs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def encode_request(
-    inputs: Mapping[str, np.ndarray[Any, Any]],
+    inputs: Arrays,
     *,
     binary: bool,
     outputs: Sequence[str] | None = None,
@@ -406,12 +404,12 @@ def encode_request(
     return header + b"".join(blobs), len(header)
 
 
-def decode_response(body: bytes, header_length: int | None) -> tuple[dict[str, Any], Arrays]:
+def decode_response(body: bytes, header_length: int | None) -> tuple[dict[str, Any], ArrayDict]:
     """Decode a V2 response (the client side): the JSON document and the output arrays."""
     header = body[:header_length] if header_length is not None else body
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     doc = orjson.loads(header)
-    outputs: Arrays = {}
+    outputs: ArrayDict = {}
     offset = 0
     for raw in doc.get("outputs", []):
         name, array, used = _decode_input(raw, binary, offset)

@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelfleet.errors import ConfigError
 
-Scope = Literal["infer", "admin"]
+TokenScope = Literal["infer", "admin"]
+"""What a bearer token may do: call models (``infer``) or manage the server (``admin``)."""
+OpenPath = Literal["health", "metrics", "docs"]
+"""Endpoint groups that may be opened to callers without a token."""
 
 
 class _Section(BaseModel):
@@ -134,7 +137,7 @@ class TokenConfig(_Section):
 
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    scopes: tuple[Scope, ...] = ("infer",)
+    scopes: tuple[TokenScope, ...] = ("infer",)
 
 
 class ServerConfig(_Section):
@@ -146,7 +149,7 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(32 << 20, ge=1024, description="larger bodies get 413")
     max_rows_per_request: int = Field(100_000, ge=1, description="larger requests get 400")
     tokens: tuple[TokenConfig, ...] = ()
-    open_paths: tuple[Literal["health", "metrics", "docs"], ...] = ("health", "metrics", "docs")
+    open_paths: tuple[OpenPath, ...] = ("health", "metrics", "docs")
     poll_interval_s: float = Field(10.0, gt=0, description="how often name@stage refs are checked")
     drain_timeout_s: float = Field(30.0, ge=0, description="how long SIGTERM waits for requests")
     lame_duck_s: float = Field(

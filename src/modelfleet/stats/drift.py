@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from modelfleet.signature import ArrayDict, Arrays
 from modelfleet.stats.profile import feature_columns
 
 # A share of zero would make PSI infinite; empty bins count as this share instead.
 _EPSILON = 1e-4
-
-Arrays = Mapping[str, np.ndarray[Any, Any]]
 
 
 def psi(expected: np.ndarray[Any, Any], actual: np.ndarray[Any, Any]) -> float:
@@ -93,7 +92,7 @@ class DriftWindow:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._rings: dict[str, np.ndarray[Any, Any]] = {}
+        self._rings: ArrayDict = {}
         self._next = 0
         self.rows = 0  # rows currently held (at most capacity)
         self.seen = 0  # rows ever added
@@ -127,7 +126,7 @@ class DriftWindow:
         self.rows = min(self.capacity, self.rows + n)
         self.seen += n
 
-    def arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+    def arrays(self) -> ArrayDict:
         """The rows held now (order does not matter for the statistics)."""
         return {name: ring[: self.rows] for name, ring in self._rings.items()}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,8 @@ import numpy as np
 import orjson
 
 from modelfleet.errors import InvalidInputError, UnknownRequestIdError
-from modelfleet.signature import STRING, Signature
+from modelfleet.signature import STRING, Arrays, Signature
 
-Arrays = Mapping[str, np.ndarray[Any, Any]]
 ClassOf = Callable[[Arrays], np.ndarray[Any, Any] | None]
 
 _SCHEMA = """

@@ -42,12 +42,11 @@ from modelfleet.serving.live.feedback import (
 )
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.settings import MonitoringConfig, WatchConfig
-from modelfleet.signature import Signature
+from modelfleet.signature import ArrayDict, Arrays, Signature
 from modelfleet.stats import DriftWindow, drift_scores
 
 logger = logging.getLogger(__name__)
 
-Arrays = Mapping[str, np.ndarray[Any, Any]]
 # What a request leaves for monitoring: id, time, predicted classes, the inputs when sampled
 # for drift, the inputs and outputs when sampled for the log.
 Recorded = tuple[
@@ -187,7 +186,7 @@ class ModelWatch:
             and now - self._drift_at >= self.config.drift_interval_s
         )
 
-    def drift_inputs(self, now: float) -> dict[str, np.ndarray[Any, Any]]:
+    def drift_inputs(self, now: float) -> ArrayDict:
         """A copy of the window to score off the event loop."""
         self._drift_seen, self._drift_at = self.window.seen, now
         return {k: v.copy() for k, v in self.window.arrays().items()}
