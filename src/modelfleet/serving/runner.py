@@ -8,13 +8,11 @@ releases the GIL; the batcher calls it from its own thread.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from modelfleet.errors import MissingDependencyError, ServingError
-from modelfleet.signature import STRING, Signature, TensorSpec
+from modelfleet.signature import STRING, ArrayDict, Arrays, Signature, TensorSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +38,7 @@ class Runner(Protocol):
 
     signature: Signature
 
-    def run(
-        self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
+    def run(self, inputs: Arrays, outputs: Sequence[str] | None = None) -> ArrayDict:
         """Blocking inference on a (possibly batched) set of inputs."""
         ...
 
@@ -93,9 +89,7 @@ class OnnxRunner:
         )
         self._output_names = self.signature.output_names
 
-    def run(
-        self, inputs: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray[Any, Any]]:
+    def run(self, inputs: Arrays, outputs: Sequence[str] | None = None) -> ArrayDict:
         """Run the session; every output is computed and the requested ones returned."""
         results = self._session.run(None, inputs)
         named = dict(zip(self._output_names, results, strict=True))

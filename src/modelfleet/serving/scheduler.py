@@ -19,16 +19,14 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from modelfleet.errors import DeadlineExceededError, OverloadedError, ServingError
 from modelfleet.serving.settings import SchedulerConfig
-
-Arrays = dict[str, np.ndarray[Any, Any]]
+from modelfleet.signature import ArrayDict, Arrays
 
 QUEUED, STARTED, CANCELLED = 0, 1, 2
 DEFAULT_PRIORITY_LEVEL = 3  # V2 'priority': 1 most urgent … 0 or absent = this level
@@ -45,9 +43,9 @@ class _Job:
 class WorkItem:
     """One unit the batcher runs: a request, or one chunk of a large request."""
 
-    arrays: Arrays
+    arrays: ArrayDict
     rows: int
-    future: asyncio.Future[Arrays]
+    future: asyncio.Future[ArrayDict]
     enqueued: float
     deadline: float | None
     job: _Job | None  # None for a request that was not split
@@ -122,7 +120,7 @@ class Scheduler:
 
     def submit(
         self,
-        arrays: Arrays,
+        arrays: ArrayDict,
         rows: int,
         *,
         priority: int = 0,
@@ -234,7 +232,7 @@ class Scheduler:
         self._requests = 0
 
 
-def merge(items: list[WorkItem]) -> Arrays:
+def merge(items: list[WorkItem]) -> ArrayDict:
     """Concatenate the items' inputs along the batch axis (no copy for a single item)."""
     if len(items) == 1:
         return items[0].arrays
@@ -242,7 +240,7 @@ def merge(items: list[WorkItem]) -> Arrays:
     return {name: np.concatenate([item.arrays[name] for item in items]) for name in names}
 
 
-def split(outputs: Mapping[str, np.ndarray[Any, Any]], items: list[WorkItem]) -> list[Arrays]:
+def split(outputs: Arrays, items: list[WorkItem]) -> list[ArrayDict]:
     """Cut batched outputs back into per-item outputs."""
     if len(items) == 1:
         return [dict(outputs)]

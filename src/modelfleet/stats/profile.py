@@ -7,10 +7,12 @@ the Kolmogorov-Smirnov test); text ones keep category shares. Labels add the cla
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from modelfleet.signature import Arrays
 
 PROFILE_MEDIA_TYPE = "application/vnd.modelfleet.profile+json"
 SAMPLE_VALUES = 500
@@ -18,7 +20,7 @@ BINS = 10
 
 
 def feature_columns(
-    arrays: Mapping[str, np.ndarray[Any, Any]],
+    arrays: Arrays,
 ) -> Iterator[tuple[str, np.ndarray[Any, Any]]]:
     """``(feature name, 1-D values)`` for every column of every input."""
     for name, array in arrays.items():
@@ -61,9 +63,7 @@ def _categorical(values: np.ndarray[Any, Any]) -> dict[str, Any]:
     }
 
 
-def build_profile(
-    arrays: Mapping[str, np.ndarray[Any, Any]], labels: Any = None, *, seed: int = 0
-) -> dict[str, Any]:
+def build_profile(arrays: Arrays, labels: Any = None, *, seed: int = 0) -> dict[str, Any]:
     """The profile of training inputs (prepared arrays) and, if given, their labels."""
     rng = np.random.default_rng(seed)
     features = {}
