@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import kubernetes_validate
 import pytest
 
 from modelfleet.config import Settings
 from modelfleet.deploy.manifests import to_dict
-from modelfleet.errors import DeployError, JobError
+from modelfleet.errors import DeployError, JobError, MissingDependencyError
 from modelfleet.jobs import JobQueue
 from modelfleet.jobs.kubernetes import render_job
 from modelfleet.jobs.queue import JobState
@@ -71,6 +75,29 @@ def test_a_local_registry_cannot_back_a_cluster_job(tmp_path: object) -> None:
 def test_bad_memory_is_explained(shared: Settings, tmp_path: object) -> None:
     with pytest.raises(DeployError, match="invalid memory request"):
         render_job(_job(tmp_path, memory="lots"), shared, image="t")  # type: ignore[arg-type]
+
+
+def test_without_the_k8s_extra_the_error_names_it(
+    shared: Settings, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # as if the extra were not installed
+    with pytest.raises(MissingDependencyError) as caught:
+        render_job(_job(tmp_path), shared, image="trainer:1")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "kubernetes is not installed (needed to run Kubernetes Jobs); "
+        "run: pip install 'modelfleet[k8s]'"
+    )
+
+
+def test_the_kubernetes_backend_does_not_need_the_deploy_package() -> None:
+    script = (
+        "import sys, modelfleet.jobs.kubernetes; "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('modelfleet.')}))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout.replace("'", '"')))
+    assert "kube" in loaded
+    assert not loaded & {"deploy", "cli", "serving", "build", "monitor"}
 
 
 def test_a_cluster_job_waits_with_its_own_reason_and_keeps_a_recorded_outcome(

@@ -12,20 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelfleet.config import Settings
-from modelfleet.deploy.apply import STUCK_REASONS, Cluster
-from modelfleet.deploy.spec import check_quantity, k8s_name
-from modelfleet.errors import JobError, MissingDependencyError
+from modelfleet.errors import JobError
 from modelfleet.jobs.queue import FINISHED, Job, JobQueue, JobState
+from modelfleet.kube import (
+    Cluster,
+    apply_objects,
+    check_quantity,
+    container_waits,
+    k8s_name,
+    require_kubernetes,
+    scheduling_wait,
+)
 
 NAMESPACE = "modelfleet-jobs"
 
 
 def _client() -> Any:
-    try:
-        from kubernetes import client
-    except ImportError as exc:
-        raise MissingDependencyError("kubernetes", "k8s", purpose="run Kubernetes Jobs") from exc
-    return client
+    return require_kubernetes("run Kubernetes Jobs").client
 
 
 def job_name(job: Job) -> str:
@@ -109,8 +112,6 @@ def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAM
 
 def submit(cluster: Cluster, manifest: Any) -> str:
     """Create the Job in the cluster (applying its namespace first); returns its name."""
-    from modelfleet.deploy.apply import apply_objects
-
     k = _client()
     namespace = manifest.metadata.namespace
     labels = {"app.kubernetes.io/part-of": "modelfleet"}
@@ -195,18 +196,18 @@ def _failure(name: str, condition: Any, pods: list[Any]) -> str:
 def _waiting(pods: list[Any]) -> str:
     """Why the newest pod has not started ("" when nothing holds it)."""
     for pod in reversed(pods):
-        for status in pod.status.container_statuses or []:
-            waiting = status.state.waiting if status.state else None
-            if waiting is not None and waiting.reason:
-                detail = f"pod {pod.metadata.name} waiting: {waiting.reason}"
-                if waiting.message:
-                    detail += f" ({waiting.message})"
-                if waiting.reason in STUCK_REASONS:
-                    detail += "; it will not start until this is fixed"
-                return detail
-        for condition in pod.status.conditions or []:
-            if condition.type == "PodScheduled" and condition.status == "False":
-                return f"pod {pod.metadata.name} unschedulable: {condition.message}"
+        waits = container_waits(pod)
+        if waits:
+            wait = waits[0]
+            detail = f"pod {wait.pod} waiting: {wait.reason}"
+            if wait.message:
+                detail += f" ({wait.message})"
+            if wait.stuck:
+                detail += "; it will not start until this is fixed"
+            return detail
+        unplaced = scheduling_wait(pod)
+        if unplaced is not None:
+            return f"pod {unplaced.pod} unschedulable: {unplaced.message}"
     return ""
 
 
