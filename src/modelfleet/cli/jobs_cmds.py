@@ -10,8 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from modelfleet.cli.app import app, state
+from modelfleet.cli.context import state
 from modelfleet.cli.output import console, emit_json, table
+
+# ``cli.app`` mounts ``app`` without a name (``worker`` sits at the top of ``modelfleet``)
+# and the two groups by name.
+app = typer.Typer()
+jobs_app = typer.Typer(help="Training jobs on the queue.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run pipelines directly.", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 ParamOption = Annotated[list[str] | None, typer.Option("--param", help="key=value (repeatable)")]
@@ -19,11 +25,6 @@ KubeconfigOption = Annotated[
     Path | None,
     typer.Option(help="kubernetes backend: kubeconfig [default: KUBECONFIG or ~/.kube/config]"),
 ]
-
-jobs_app = typer.Typer(help="Training jobs on the queue.", no_args_is_help=True)
-pipeline_app = typer.Typer(help="Run pipelines directly.", no_args_is_help=True)
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(pipeline_app, name="pipeline")
 
 
 def _queue(ctx: typer.Context) -> Any:

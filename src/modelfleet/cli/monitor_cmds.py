@@ -8,17 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from modelfleet.cli.app import app, state
+from modelfleet.cli.context import state
 from modelfleet.cli.output import console, emit_json
 from modelfleet.errors import ConfigError, ModelfleetError
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-ModelOption = Annotated[str | None, typer.Option(help="only this model [default: every model]")]
-
+# ``cli.app`` mounts ``app`` without a name (``feedback`` sits at the top of ``modelfleet``)
+# and ``monitor_app`` as the ``monitor`` group.
+app = typer.Typer()
 monitor_app = typer.Typer(
     help="Alert rules and dashboards for served models.", no_args_is_help=True
 )
-app.add_typer(monitor_app, name="monitor")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+ModelOption = Annotated[str | None, typer.Option(help="only this model [default: every model]")]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_KEY = re.compile(

@@ -13,6 +13,7 @@ from rich.table import Table
 from modelfleet.registry.records import ArtifactRecord, ModelVersion
 
 console = Console(highlight=False)
+err_console = Console(stderr=True)
 
 
 def emit_json(value: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from modelfleet import sdk
-from modelfleet.cli.app import app, state
+from modelfleet.cli.context import state
 from modelfleet.cli.output import (
     VERSION_COLUMNS,
     artifact_rows,
@@ -21,6 +21,9 @@ from modelfleet.cli.output import (
 from modelfleet.datasets import read_data
 from modelfleet.errors import ModelfleetError
 from modelfleet.refs import parse_stage
+
+# Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
+app = typer.Typer()
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 

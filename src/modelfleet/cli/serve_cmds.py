@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
-from modelfleet.cli.app import app, state
+from modelfleet.cli.context import state
 from modelfleet.cli.output import console, emit_json
 from modelfleet.errors import ConfigError
+
+# Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
+app = typer.Typer()
 
 
 @app.command()
