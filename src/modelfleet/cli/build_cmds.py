@@ -9,14 +9,13 @@ import numpy as np
 import typer
 
 from modelfleet.cli.context import state
-from modelfleet.cli.output import console, emit_json, human_size
+from modelfleet.cli.output import JsonFlag, console, emit_json, human_size
 from modelfleet.errors import BuildError
 from modelfleet.refs import parse_stage
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 EnvOption = Annotated[str, typer.Option("--env", help="dev, qa, uat or prod")]
 
 

@@ -9,14 +9,13 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 
 from modelfleet.cli.context import state
-from modelfleet.cli.output import console, emit_json, table
+from modelfleet.cli.output import JsonFlag, console, emit_json, table
 from modelfleet.errors import DeployError
 from modelfleet.refs import parse_stage
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 KubeconfigOption = Annotated[
     Path | None, typer.Option(help="kubeconfig file [default: KUBECONFIG or ~/.kube/config]")
 ]

@@ -9,14 +9,12 @@ import typer
 
 from modelfleet import sdk
 from modelfleet.cli.context import state
-from modelfleet.cli.output import console, emit_json, err_console, human_size, table
+from modelfleet.cli.output import JsonFlag, console, emit_json, err_console, human_size, table
 from modelfleet.datasets import read_data
 from modelfleet.errors import AccuracyDropError
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 @app.command()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from modelfleet.cli.context import state
-from modelfleet.cli.output import console, emit_json, table
+from modelfleet.cli.output import JsonFlag, console, emit_json, table
 
 # ``cli.app`` mounts ``app`` without a name (``worker`` sits at the top of ``modelfleet``)
 # and the two groups by name.
@@ -19,7 +19,6 @@ app = typer.Typer()
 jobs_app = typer.Typer(help="Training jobs on the queue.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run pipelines directly.", no_args_is_help=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 ParamOption = Annotated[list[str] | None, typer.Option("--param", help="key=value (repeatable)")]
 KubeconfigOption = Annotated[
     Path | None,

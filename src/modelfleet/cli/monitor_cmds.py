@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from modelfleet.cli.context import state
-from modelfleet.cli.output import console, emit_json
+from modelfleet.cli.output import JsonFlag, console, emit_json
 from modelfleet.errors import ConfigError, ModelfleetError
 
 # ``cli.app`` mounts ``app`` without a name (``feedback`` sits at the top of ``modelfleet``)
@@ -19,7 +19,6 @@ monitor_app = typer.Typer(
     help="Alert rules and dashboards for served models.", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 ModelOption = Annotated[str | None, typer.Option(help="only this model [default: every model]")]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

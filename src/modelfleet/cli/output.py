@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +15,9 @@ from modelfleet.registry.records import ArtifactRecord, ModelVersion
 
 console = Console(highlight=False)
 err_console = Console(stderr=True)
+
+# The --json flag every listing and report command takes.
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def emit_json(value: Any) -> None:

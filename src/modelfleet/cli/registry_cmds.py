@@ -11,6 +11,7 @@ from modelfleet import sdk
 from modelfleet.cli.context import state
 from modelfleet.cli.output import (
     VERSION_COLUMNS,
+    JsonFlag,
     artifact_rows,
     console,
     emit_json,
@@ -24,8 +25,6 @@ from modelfleet.refs import parse_stage
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
