@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import text
 
 import modelfleet as mf
-from modelfleet.registry import Registry
-from modelfleet.registry.database import (
+from modelfleet.db import (
     create_engines,
     current_revision,
     head_revision,
     upgrade_schema,
 )
+from modelfleet.registry import Registry
 from tests.conftest import make_settings
 
 

@@ -1,4 +1,4 @@
-"""The job queue, in the registry database: priorities, leases, heartbeats, retries.
+"""The job queue, in the modelfleet database: priorities, leases, heartbeats, retries.
 
 A worker claims a job by taking a lease on it (owner + expiry) in one transaction: SQLite
 serialises writers (BEGIN IMMEDIATE), PostgreSQL locks the chosen row and skips rows other
@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
 
+from modelfleet.db import Database, JobLogRow, JobRow, WorkerRow, as_utc
 from modelfleet.errors import JobError
-from modelfleet.registry.database import create_engines, upgrade_schema
-from modelfleet.registry.schema import JobLogRow, JobRow, WorkerRow
 
 logger = logging.getLogger(__name__)
 
@@ -77,21 +73,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _job(row: JobRow) -> Job:
     job = Job.model_validate(row)
     return job.model_copy(
         update={
-            "lease_expires": _aware(row.lease_expires),
-            "created_at": _aware(row.created_at),
-            "started_at": _aware(row.started_at),
-            "finished_at": _aware(row.finished_at),
+            "lease_expires": as_utc(row.lease_expires),
+            "created_at": as_utc(row.created_at),
+            "started_at": as_utc(row.started_at),
+            "finished_at": as_utc(row.finished_at),
         }
     )
 
@@ -107,26 +96,11 @@ class JobQueue:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._read, self._write = create_engines(url)
-        try:
-            upgrade_schema(self._write, url)
-        except BaseException:
-            self._read.dispose()
-            raise
+        self._db = Database(url)
 
     def close(self) -> None:
         """Release connections."""
-        self._read.dispose()
-
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        with Session(self._write, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        with Session(self._read) as session, session.begin():
-            yield session
+        self._db.close()
 
     # -- submitting and inspecting --------------------------------------------------------
 
@@ -164,14 +138,14 @@ class JobQueue:
             submitted_by=user,
             created_at=_now(),
         )
-        with self._writing() as session:
+        with self._db.writing() as session:
             session.add(row)
             session.flush()
             return _job(row)
 
     def get(self, job_id: int) -> Job:
         """One job, or a clear error."""
-        with self._reading() as session:
+        with self._db.reading() as session:
             row = session.get(JobRow, job_id)
             if row is None:
                 raise JobError(f"job {job_id} does not exist", hint="run 'modelfleet jobs list'")
@@ -179,7 +153,7 @@ class JobQueue:
 
     def list(self, *, state: str | None = None, limit: int = 50) -> list[Job]:
         """Newest first."""
-        with self._reading() as session:
+        with self._db.reading() as session:
             query = select(JobRow).order_by(JobRow.id.desc()).limit(limit)
             if state:
                 query = query.where(JobRow.state == state)
@@ -191,11 +165,11 @@ class JobQueue:
             return ""
         if job.backend != "local":
             return _external_reason(job)
-        with self._reading() as session:
+        with self._db.reading() as session:
             live = [
                 (w.gpus, w.cpus)
                 for w in session.scalars(select(WorkerRow))
-                if (_aware(w.seen_at) or _now()) > _now() - WORKER_STALE
+                if as_utc(w.seen_at) > _now() - WORKER_STALE
             ]
         if not live:
             return "waiting for a worker (none is running: start one with 'modelfleet worker')"
@@ -210,7 +184,7 @@ class JobQueue:
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a queued job now, or ask the worker running it to stop."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None:
                 raise JobError(f"job {job_id} does not exist", hint="run 'modelfleet jobs list'")
@@ -229,7 +203,7 @@ class JobQueue:
 
     def register_worker(self, name: str, *, gpus: int, cpus: float) -> None:
         """Advertise (or refresh) a worker's resources."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(WorkerRow, name)
             if row is None:
                 session.add(WorkerRow(name=name, gpus=gpus, cpus=cpus, seen_at=_now()))
@@ -239,7 +213,7 @@ class JobQueue:
     def claim(self, worker: str, *, gpus: int, cpus: float, lease_s: float) -> Job | None:
         """Lease the next job this worker can run, or None."""
         now = _now()
-        with self._writing() as session:
+        with self._db.writing() as session:
             query = (
                 select(JobRow)
                 .where(
@@ -280,7 +254,7 @@ class JobQueue:
 
     def take(self, job_id: int, owner: str, *, lease_s: float = 86400.0) -> Job:
         """Lease one specific job (a Kubernetes Job's pod runs exactly its own)."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None:
                 raise JobError(f"job {job_id} does not exist")
@@ -296,7 +270,7 @@ class JobQueue:
 
     def set_external(self, job_id: int, external_id: str) -> None:
         """Remember the name of the Kubernetes Job running this job."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is not None:
                 row.external_id = external_id
@@ -309,7 +283,7 @@ class JobQueue:
         Nothing changes when the job already has an outcome; the given output is kept as the
         log of its last attempt.
         """
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None or row.state in {s.value for s in FINISHED}:
                 return False
@@ -332,7 +306,7 @@ class JobQueue:
 
     def heartbeat(self, job_id: int, worker: str, attempt: int, *, lease_s: float) -> bool | None:
         """Extend the lease; returns cancel_requested, or None when the lease was lost."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None or row.lease_owner != worker or row.attempts != attempt:
                 return None
@@ -351,7 +325,7 @@ class JobQueue:
         log_key: str | None = None,
     ) -> bool:
         """Record the outcome, only if this worker still holds this attempt's lease."""
-        with self._writing() as session:
+        with self._db.writing() as session:
             changed = session.execute(  # type: ignore[attr-defined]
                 update(JobRow)
                 .where(
@@ -377,13 +351,13 @@ class JobQueue:
     def append_log(self, job_id: int, attempt: int, text: str) -> None:
         """Add a chunk of output."""
         if text:
-            with self._writing() as session:
+            with self._db.writing() as session:
                 session.add(JobLogRow(job_id=job_id, attempt=attempt, text=text, created_at=_now()))
 
     def logs(self, job_id: int, *, after: int = 0) -> builtins.list[tuple[int, int, str]]:
         """``(chunk id, attempt, text)`` after chunk ``after``, in order."""
         self.get(job_id)
-        with self._reading() as session:
+        with self._db.reading() as session:
             rows = session.scalars(
                 select(JobLogRow)
                 .where(JobLogRow.job_id == job_id, JobLogRow.id > after)

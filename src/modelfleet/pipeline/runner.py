@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from modelfleet.config import Settings, load_settings
+from modelfleet.db import StepCacheRow, insert_or_ignore
 from modelfleet.errors import ModelfleetError
 from modelfleet.pipeline import codec
 from modelfleet.pipeline.steps import Step
 from modelfleet.pipeline.validation import DataValidationError
 from modelfleet.registry.registry import Registry
 from modelfleet.registry.requirements import parse_requirements
-from modelfleet.registry.schema import StepCacheRow
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +148,7 @@ def _describe(value: Any) -> str:
 
 
 class _StepCache:
-    """Step outputs in the artifact store, indexed by cache key in the metadata database.
+    """Step outputs in the artifact store, indexed by cache key in the registry's database.
 
     Each output is stored on its own (content addressed); the cached entry is a small JSON
     manifest naming them, so a step with several outputs needs no container format.
@@ -160,16 +158,20 @@ class _StepCache:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.engine = registry.metadata.engine  # type: ignore[attr-defined]
+        self.database = registry.database
 
     def get(self, key: str) -> tuple[dict[str, Any], dict[str, str]] | None:
         """``(values, digests)`` of a cached step, or None."""
-        with Session(self.engine) as session:
-            row = session.scalar(select(StepCacheRow).where(StepCacheRow.key == key))
-        if row is None:
+        with self.database.reading() as session:
+            entry = session.execute(
+                select(StepCacheRow.artifact_key, StepCacheRow.sha256).where(
+                    StepCacheRow.key == key
+                )
+            ).one_or_none()
+        if entry is None:
             return None
         store = self.registry.artifacts
-        manifest = json.loads(store.get_bytes(row.artifact_key, row.sha256))
+        manifest = json.loads(store.get_bytes(entry.artifact_key, entry.sha256))
         values, digests = {}, {}
         for name, part in manifest.items():
             values[name] = codec.decode(store.get_bytes(part["key"], part["sha256"]), part["media"])
@@ -185,18 +187,19 @@ class _StepCache:
             stored = store.put_bytes(data)
             manifest[name] = {"key": stored.key, "sha256": stored.sha256, "media": media}
         entry = store.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-        values = {
-            "key": key,
-            "step": step,
-            "artifact_key": entry.key,
-            "sha256": entry.sha256,
-            "media_type": self.MANIFEST,
-            "created_at": datetime.now(UTC),
-        }
-        with Session(self.engine) as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            session.execute(insert(StepCacheRow).values(**values).on_conflict_do_nothing())
+        # Two runs may finish the same step at once: both stored identical bytes, and the
+        # first index entry stands.
+        with self.database.writing() as session:
+            insert_or_ignore(
+                session,
+                StepCacheRow,
+                key=key,
+                step=step,
+                artifact_key=entry.key,
+                sha256=entry.sha256,
+                media_type=self.MANIFEST,
+                created_at=datetime.now(UTC),
+            )
         return {name: part["sha256"] for name, part in manifest.items()}
 
 

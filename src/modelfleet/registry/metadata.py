@@ -8,18 +8,25 @@ and always get distinct, gap-free numbers; a failed write rolls the number back.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from modelfleet.db import (
+    ArtifactRow,
+    Database,
+    ModelRow,
+    StageEventRow,
+    StageRow,
+    VersionRow,
+    as_utc,
+    insert_or_ignore,
+)
 from modelfleet.errors import ModelNotFoundError, RegistryError
 from modelfleet.refs import ModelRef
-from modelfleet.registry.database import create_engines, upgrade_schema
 from modelfleet.registry.records import (
     ArtifactRecord,
     Lineage,
@@ -30,7 +37,6 @@ from modelfleet.registry.records import (
     Variant,
     VersionDraft,
 )
-from modelfleet.registry.schema import ArtifactRow, ModelRow, StageEventRow, StageRow, VersionRow
 from modelfleet.signature import Signature
 
 
@@ -82,35 +88,19 @@ def _now() -> datetime:
 
 
 class SqlMetadataStore:
-    """A :class:`MetadataStore` on SQLAlchemy: SQLite by default, PostgreSQL at scale."""
+    """A :class:`MetadataStore` on SQLAlchemy: SQLite by default, PostgreSQL at scale.
+
+    ``database`` is the open :class:`~modelfleet.db.Database`; other owners of tables in the
+    same database (the pipeline's step cache) share it through :attr:`Registry.database`.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._read, self._write_engine = create_engines(url)
-        try:
-            upgrade_schema(self._write_engine, url)
-        except BaseException:
-            self._read.dispose()
-            raise
-
-    @property
-    def engine(self) -> Engine:
-        """The engine used for reads (tests and tools inspect the database through it)."""
-        return self._read
+        self.database = Database(url)
 
     def close(self) -> None:
         """Release pooled connections."""
-        self._read.dispose()
-
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        with Session(self._read) as session, session.begin():
-            yield session
+        self.database.close()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -118,7 +108,7 @@ class SqlMetadataStore:
         self, draft: VersionDraft, artifacts: Sequence[ArtifactRecord]
     ) -> ModelVersion:
         """Number and write a new version with its artifacts, in one transaction."""
-        with self._writing() as session:
+        with self.database.writing() as session:
             model_id = self._ensure_model(session, draft.name)
             number = session.execute(
                 update(ModelRow)
@@ -151,22 +141,14 @@ class SqlMetadataStore:
             return self._load(session, draft.name, number)
 
     def _ensure_model(self, session: Session, name: str) -> int:
-        values = {"name": name, "latest_version": 0, "created_at": _now()}
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            session.execute(postgresql.insert(ModelRow).values(**values).on_conflict_do_nothing())
-        elif dialect == "sqlite":
-            session.execute(sqlite.insert(ModelRow).values(**values).on_conflict_do_nothing())
-        elif session.scalar(select(ModelRow.id).where(ModelRow.name == name)) is None:
-            session.add(ModelRow(**values))
-            session.flush()
+        insert_or_ignore(session, ModelRow, name=name, latest_version=0, created_at=_now())
         return session.execute(select(ModelRow.id).where(ModelRow.name == name)).scalar_one()
 
     def set_stage(
         self, name: str, version: int, stage: str, *, actor: str, reason: str
     ) -> StageEvent:
         """Point ``stage`` at ``version`` and append the move to the audit trail."""
-        with self._writing() as session:
+        with self.database.writing() as session:
             target = self._load(session, name, version)
             model_id = self._model_id(session, name)
             pointer = session.get(StageRow, (model_id, stage))
@@ -203,7 +185,7 @@ class SqlMetadataStore:
         signature: Signature,
     ) -> ModelVersion:
         """Add the ONNX artifact to a version that has none; anything else stays as it was."""
-        with self._writing() as session:
+        with self.database.writing() as session:
             current = self._load(session, name, version)
             if current.artifact(artifact.role) is not None:
                 raise RegistryError(
@@ -225,7 +207,7 @@ class SqlMetadataStore:
 
     def get_version(self, ref: ModelRef) -> ModelVersion:
         """Resolve ``name``, ``name:N`` or ``name@stage``."""
-        with self._reading() as session:
+        with self.database.reading() as session:
             model_id = self._model_id(session, ref.name)
             if ref.version is not None:
                 return self._load(session, ref.name, ref.version)
@@ -243,7 +225,7 @@ class SqlMetadataStore:
 
     def list_models(self) -> list[ModelSummary]:
         """Every model, alphabetically."""
-        with self._reading() as session:
+        with self.database.reading() as session:
             counts = dict(
                 session.execute(
                     select(VersionRow.model_id, func.count()).group_by(VersionRow.model_id)
@@ -266,7 +248,7 @@ class SqlMetadataStore:
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first."""
-        with self._reading() as session:
+        with self.database.reading() as session:
             model_id = self._model_id(session, name)
             numbers = session.scalars(
                 select(VersionRow.version)
@@ -277,7 +259,7 @@ class SqlMetadataStore:
 
     def history(self, name: str) -> list[StageEvent]:
         """The stage audit trail of ``name``, oldest first."""
-        with self._reading() as session:
+        with self.database.reading() as session:
             model_id = self._model_id(session, name)
             rows = session.scalars(
                 select(StageEventRow)
@@ -339,7 +321,7 @@ class SqlMetadataStore:
             lineage=Lineage.model_validate(row.lineage),
             environment=row.environment,
             verification=row.verification,
-            created_at=_utc(row.created_at),
+            created_at=as_utc(row.created_at),
             created_by=row.created_by,
             artifacts=tuple(
                 ArtifactRecord(
@@ -359,11 +341,6 @@ class SqlMetadataStore:
 def _stage_order(stage: str) -> int:
     order = ("dev", "qa", "uat", "prod")
     return order.index(stage) if stage in order else len(order)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone-aware columns.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _describe_numbers(numbers: list[int]) -> str | None:
@@ -396,5 +373,5 @@ def _event(name: str, row: StageEventRow) -> StageEvent:
         from_stage=row.from_stage,
         actor=row.actor,
         reason=row.reason,
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelfleet.config import Settings
+from modelfleet.db import Database
 from modelfleet.errors import PromotionRefusedError, RegistryError
 from modelfleet.refs import ModelRef, Stage, parse_ref
 from modelfleet.registry.artifacts import ArtifactStore, open_artifact_store
@@ -53,6 +54,21 @@ class Registry:
         metadata = SqlMetadataStore(settings.db_url)
         artifacts = open_artifact_store(settings.artifacts, **settings.artifacts_options)
         return cls(metadata, artifacts, user=current_user(settings.user))
+
+    @property
+    def database(self) -> Database:
+        """The SQL database the metadata lives in, for tables kept beside the registry's.
+
+        The pipeline's step cache indexes its outputs there. A registry whose metadata store
+        is not SQL has none.
+        """
+        if isinstance(self.metadata, SqlMetadataStore):
+            return self.metadata.database
+        raise RegistryError(
+            f"this registry keeps its metadata in a {type(self.metadata).__name__}, not in a "
+            "SQL database",
+            hint="open the registry with Registry.open(settings) to use a SQL database",
+        )
 
     def close(self) -> None:
         """Release database connections."""

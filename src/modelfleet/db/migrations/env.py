@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from modelfleet.registry.schema import Base
+from modelfleet.db.schema import Base
 
 config = context.config
 connection = config.attributes.get("connection")

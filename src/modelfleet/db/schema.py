@@ -1,4 +1,9 @@
-"""Tables of the metadata store (SQLAlchemy 2); Alembic migrations create and evolve them."""
+"""Tables of the modelfleet database (SQLAlchemy 2); the migrations beside it create them.
+
+One database holds the registry (models, versions, artifacts, stages), the job queue (jobs,
+their logs, workers) and the pipeline's step cache, so its tables are declared together
+here, where the Alembic migrations that create and evolve them are checked against them.
+"""
 
 from __future__ import annotations
 

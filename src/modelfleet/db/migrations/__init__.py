@@ -1,0 +1,1 @@
+"""Alembic migrations of the modelfleet database; applied automatically when it opens."""

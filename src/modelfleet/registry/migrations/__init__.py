@@ -1,1 +1,0 @@
-"""Alembic migrations of the metadata store; applied automatically when a registry opens."""
