@@ -12,13 +12,20 @@ import pytest
 import yaml
 
 import modelfleet as mf
-from modelfleet.build.context import containerfile, plan_build, serve_config, write_context
+from modelfleet.build.context import (
+    containerfile,
+    plan_build,
+    serve_config,
+    serve_yaml,
+    write_context,
+)
 from modelfleet.build.engines import find_engine
 from modelfleet.build.sbom import audit
 from modelfleet.config import Settings
 from modelfleet.errors import BuildError
 from modelfleet.refs import Stage
 from modelfleet.registry import Registry
+from modelfleet.serving import load_serve_config
 from tests.models import sum_graph
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -54,14 +61,13 @@ def test_containerfile_matches_the_golden_file(adder: mf.ModelVersion) -> None:
 def test_serve_config_pins_the_graph(adder: mf.ModelVersion) -> None:
     config = serve_config(adder)
     golden = GOLDEN / "serve.yaml"
-    text = yaml.safe_dump(config, sort_keys=True)
+    text = serve_yaml(config)
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
-    from modelfleet.serving.settings import ServeConfig
-
-    parsed = ServeConfig.model_validate(config)  # the server accepts what is baked
+    parsed = load_serve_config(golden)  # the server accepts what is baked
     assert parsed.models[0].sha256 == adder.artifact("onnx").sha256
+    assert parsed == config
 
 
 @pytest.mark.slow
@@ -205,5 +211,7 @@ def test_a_profiled_version_ships_its_drift_profile(registry: Registry) -> None:
     plan = plan_build(version, Stage.PROD, base="localhost/modelfleet-base:bookworm")
     assert f"COPY profile.json {PROFILE_PATH}" in containerfile(plan, profile=True)
     assert "profile.json" not in containerfile(plan)
-    baked = ServeConfig.model_validate(serve_config(version, profile=True))
+    baked = ServeConfig.model_validate(
+        yaml.safe_load(serve_yaml(serve_config(version, profile=True)))
+    )
     assert baked.models[0].watch.profile == PROFILE_PATH

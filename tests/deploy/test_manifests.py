@@ -9,37 +9,19 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelfleet.deploy import DeploySpec, render, to_dict, write
+from modelfleet.deploy import render, write
 from modelfleet.deploy.spec import parse_autoscale
 from modelfleet.errors import DeployError
-from modelfleet.refs import Stage
+from tests.deploy.specs import make_spec, rendered
 
 VERSIONS = [f"1.{minor}" for minor in range(25, 38)]
 
 
-def _spec(**overrides: object) -> DeploySpec:
-    base: dict[str, object] = dict(
-        model="Churn_Model",
-        version=3,
-        variant="int8",
-        environment=Stage.PROD,
-        image="localhost/modelfleet/churn-model:3-prod",
-        artifact_sha256="ab" * 32,
-        metrics={"accuracy": 0.93},
-    )
-    base.update(overrides)
-    return DeploySpec(**base)  # type: ignore[arg-type]
-
-
-def _objects(spec: DeploySpec, **kwargs: bool) -> dict[str, dict]:
-    return {o["kind"]: o for o in (to_dict(x) for x in render(spec, **kwargs))}
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_core_object_is_valid_strict(version: str) -> None:
-    spec = _spec(autoscale=(2, 8), queue_target=20, gpu=1)
+    spec = make_spec(autoscale=(2, 8), queue_target=20, gpu=1)
     checked = 0
-    for data in _objects(spec).values():
+    for data in rendered(spec).values():
         if data["apiVersion"].startswith(("monitoring.coreos.com", "serving.kserve.io")):
             continue  # custom resources: typed models, no schema ships offline
         kubernetes_validate.validate(data, version, strict=True)
@@ -48,7 +30,7 @@ def test_every_core_object_is_valid_strict(version: str) -> None:
 
 
 def test_deployment_is_hardened_probed_and_drained() -> None:
-    objects = _objects(_spec())
+    objects = rendered(make_spec())
     deployment = objects["Deployment"]
     assert deployment["metadata"]["name"] == "churn-model"
     assert deployment["metadata"]["namespace"] == "modelfleet-prod"
@@ -76,7 +58,7 @@ def test_deployment_is_hardened_probed_and_drained() -> None:
 
 
 def test_gpu_variant_requests_gpus_and_tolerates_gpu_nodes() -> None:
-    pod = _objects(_spec(gpu=2))["Deployment"]["spec"]["template"]["spec"]
+    pod = rendered(make_spec(gpu=2))["Deployment"]["spec"]["template"]["spec"]
     limits = pod["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "2"
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -84,7 +66,7 @@ def test_gpu_variant_requests_gpus_and_tolerates_gpu_nodes() -> None:
 
 
 def test_autoscaler_uses_cpu_and_queue_depth() -> None:
-    objects = _objects(_spec(autoscale=(2, 10), target_cpu=60, queue_target=25))
+    objects = rendered(make_spec(autoscale=(2, 10), target_cpu=60, queue_target=25))
     hpa = objects["HorizontalPodAutoscaler"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
@@ -95,7 +77,7 @@ def test_autoscaler_uses_cpu_and_queue_depth() -> None:
 
 
 def test_monitoring_objects_and_kserve_variant() -> None:
-    objects = _objects(_spec())
+    objects = rendered(make_spec())
     monitor = objects["ServiceMonitor"]
     assert monitor["spec"]["endpoints"][0] == {
         "port": "http",
@@ -105,7 +87,7 @@ def test_monitoring_objects_and_kserve_variant() -> None:
     }
     alerts = {r["alert"] for r in objects["PrometheusRule"]["spec"]["groups"][0]["rules"]}
     assert {"ModelfleetHighLatency", "ModelfleetErrorRatio", "ModelfleetQueueSaturated"} <= alerts
-    kserve = _objects(_spec(autoscale=(1, 4)), kserve=True)
+    kserve = rendered(make_spec(autoscale=(1, 4)), kserve=True)
     assert set(kserve) == {"Namespace", "InferenceService"}
     isvc = kserve["InferenceService"]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
@@ -116,7 +98,7 @@ def test_monitoring_objects_and_kserve_variant() -> None:
 
 
 def test_output_folder_is_kustomize_friendly(tmp_path: Path) -> None:
-    files = write(render(_spec(autoscale=(2, 4))), tmp_path / "out")
+    files = write(render(make_spec(autoscale=(2, 4))), tmp_path / "out")
     kustomization = yaml.safe_load((tmp_path / "out" / "kustomization.yaml").read_text())
     assert kustomization["resources"] == [f.name for f in files]
     assert "hpa.yaml" in kustomization["resources"]
@@ -141,7 +123,7 @@ def test_output_folder_is_kustomize_friendly(tmp_path: Path) -> None:
 )
 def test_bad_inputs_are_explained(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(DeployError, match=message):
-        _spec(**overrides)
+        make_spec(**overrides)
 
 
 def test_autoscale_parsing_and_unwritable_output(tmp_path: Path) -> None:
@@ -151,7 +133,7 @@ def test_autoscale_parsing_and_unwritable_output(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(DeployError, match="cannot write manifests"):
-        write(render(_spec()), blocker / "out")
+        write(render(make_spec()), blocker / "out")
 
 
 def test_cli_deploy_writes_manifests(
@@ -193,14 +175,14 @@ def test_each_serve_config_is_its_own_configmap_so_rollbacks_find_theirs() -> No
 
     from modelfleet.serving.settings import ServeConfig
 
-    v3, v4 = _objects(_spec()), _objects(_spec(version=4, artifact_sha256="cd" * 32))
+    v3, v4 = rendered(make_spec()), rendered(make_spec(version=4, artifact_sha256="cd" * 32))
     name3 = v3["ConfigMap"]["metadata"]["name"]
     assert name3.startswith("churn-model-serve-") and name3 != v4["ConfigMap"]["metadata"]["name"]
-    assert _objects(_spec())["ConfigMap"]["metadata"]["name"] == name3  # deterministic
+    assert rendered(make_spec())["ConfigMap"]["metadata"]["name"] == name3  # deterministic
     volumes = v3["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "serve-config", "configMap": {"name": name3}} in volumes
     assert v3["ConfigMap"]["metadata"]["labels"]["modelfleet.io/serve-config"] == "churn-model"
-    profiled = _objects(_spec(profile=True))["ConfigMap"]["data"]["serve.yaml"]
+    profiled = rendered(make_spec(profile=True))["ConfigMap"]["data"]["serve.yaml"]
     config = ServeConfig.model_validate(yaml.safe_load(profiled))
     assert config.models[0].watch.profile == "/opt/modelfleet/profile.json"
     assert config.monitoring.max_predictions == 100_000  # sized for the pod's 64 MiB /tmp

@@ -26,6 +26,13 @@ from modelfleet.refs import Stage
 from modelfleet.registry.lineage import git_state
 from modelfleet.registry.records import ModelVersion, Role
 from modelfleet.registry.registry import Registry
+from modelfleet.serving.settings import (
+    ModelConfig,
+    MonitoringConfig,
+    ServeConfig,
+    ServerConfig,
+    WatchConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +43,7 @@ UID = 10001
 MODEL_PATH = "/opt/modelfleet/model.onnx"
 PROFILE_PATH = "/opt/modelfleet/profile.json"
 # Predictions and logs live on the pod's 64 MiB in-memory /tmp: keep them well inside.
-IMAGE_MONITORING = {"max_predictions": 100_000, "log_max_bytes": 4 << 20, "log_backups": 1}
+IMAGE_MONITORING = MonitoringConfig(max_predictions=100_000, log_max_bytes=4 << 20, log_backups=1)
 CONFIG_PATH = "/etc/modelfleet/serve.yaml"
 
 
@@ -176,23 +183,23 @@ def image_model(
     variant: str,
     metrics: dict[str, float],
     profile: bool,
-) -> dict[str, Any]:
+) -> ModelConfig:
     """The served model of an image: its graph and profile at their fixed paths, pinned."""
-    model: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "ref": MODEL_PATH,
         "name": name,
         "sha256": sha256,
         "version": version,
-        "variant": variant,
+        "variant": variant,  # checked against the variants the server knows
         "metrics": dict(metrics),
         "follow": False,
     }
     if profile:
-        model["watch"] = {"profile": PROFILE_PATH}
-    return model
+        fields["watch"] = WatchConfig(profile=PROFILE_PATH)
+    return ModelConfig.model_validate(fields)
 
 
-def serve_config(version: ModelVersion, *, profile: bool = False) -> dict[str, Any]:
+def serve_config(version: ModelVersion, *, profile: bool = False) -> ServeConfig:
     """The serve config baked into the image (file reference, verified digest)."""
     onnx = version.artifact(Role.ONNX)
     assert onnx is not None  # plan_build refuses versions without a graph
@@ -204,11 +211,22 @@ def serve_config(version: ModelVersion, *, profile: bool = False) -> dict[str, A
         metrics=version.metrics,
         profile=profile,
     )
-    return {
-        "server": {"host": "0.0.0.0", "port": PORT, "workers": 1},  # noqa: S104 - inside a container
-        "monitoring": dict(IMAGE_MONITORING),
-        "models": [model],
-    }
+    return ServeConfig(
+        server=ServerConfig(host="0.0.0.0", port=PORT, workers=1),  # noqa: S104 - inside a container
+        monitoring=IMAGE_MONITORING,
+        models=(model,),
+    )
+
+
+def serve_yaml(config: ServeConfig) -> str:
+    """The YAML text of a serve config as images and ConfigMaps carry it.
+
+    Only the fields that were set are written: every other setting takes the default of the
+    modelfleet inside the image, and a server older than the CLI that rendered the file
+    never meets a field it does not know (the config refuses unknown fields).
+    """
+    data = config.model_dump(mode="json", exclude_unset=True)
+    return yaml.safe_dump(data, sort_keys=True)
 
 
 def write_context(plan: BuildPlan, registry: Registry, out: Path, *, cache: Path) -> dict[str, Any]:
@@ -237,7 +255,7 @@ def write_context(plan: BuildPlan, registry: Registry, out: Path, *, cache: Path
         (out / "profile.json").write_bytes(profile)  # drift is measured against it
         (out / "profile.json").chmod(0o644)
     config = serve_config(version, profile=profile is not None)
-    (out / "serve.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+    (out / "serve.yaml").write_text(serve_yaml(config))
     (out / "Containerfile").write_text(containerfile(plan, profile=profile is not None))
     (out / ".dockerignore").write_text("sbom.cdx.json\nvulnerabilities.json\nbuild.json\n")
     packages = wheel_packages(wheels)

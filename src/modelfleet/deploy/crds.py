@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelfleet.deploy.kinds import Container, Volume
+from modelfleet.deploy.pod import METRICS_PATH, PORT_NAME, container, tmp_volume
 from modelfleet.deploy.spec import DeploySpec
 from modelfleet.monitor.rules import alert_rules
 
@@ -31,7 +33,7 @@ class Endpoint(_Model):
     """A ServiceMonitor endpoint."""
 
     port: str
-    path: str = "/metrics"
+    path: str = METRICS_PATH
     interval: str = "15s"
     scrape_timeout: str = Field("10s", alias="scrapeTimeout")
 
@@ -98,8 +100,8 @@ class Predictor(_Model):
 
     min_replicas: int = Field(alias="minReplicas")
     max_replicas: int = Field(alias="maxReplicas")
-    containers: list[dict[str, Any]]
-    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    containers: list[Container]
+    volumes: list[Volume] = Field(default_factory=list)
 
 
 class InferenceServiceSpec(_Model):
@@ -127,7 +129,7 @@ def service_monitor(spec: DeploySpec) -> ServiceMonitor:
         metadata=_metadata(spec),
         spec=ServiceMonitorSpec(
             selector=Selector(match_labels=dict(spec.labels)),
-            endpoints=[Endpoint(port="http")],
+            endpoints=[Endpoint(port=PORT_NAME)],
         ),
     )
 
@@ -143,21 +145,17 @@ def prometheus_rule(spec: DeploySpec) -> PrometheusRule:
 
 def inference_service(spec: DeploySpec) -> InferenceService:
     """A KServe InferenceService running the same image (V2 protocol on port 8080)."""
-    from modelfleet.deploy.manifests import _container, to_dict
-
-    container = to_dict(_container(spec))
-    container["name"] = "kserve-container"
-    # KServe owns the pod: the image's baked serve config is used, /tmp stays writable.
-    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] == "tmp"]
+    # KServe owns the pod and expects this container name; the image's baked serve config
+    # is used (no ConfigMap mount), and /tmp stays writable.
+    server = container(spec, name="kserve-container", serve_config=False)
     low, high = spec.autoscale or (spec.replicas, spec.replicas)
-    tmp = {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
     return InferenceService(
         metadata=_metadata(
             spec, annotations={"modelfleet.io/model": f"{spec.model}:{spec.version}"}
         ),
         spec=InferenceServiceSpec(
             predictor=Predictor(
-                min_replicas=low, max_replicas=high, containers=[container], volumes=[tmp]
+                min_replicas=low, max_replicas=high, containers=[server], volumes=[tmp_volume()]
             )
         ),
     )

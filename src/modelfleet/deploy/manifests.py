@@ -1,17 +1,20 @@
-"""Kubernetes objects for a deployed model, built from typed models (never YAML templates).
+"""Kubernetes objects for a deployed model, built as typed objects (never YAML templates).
 
-Core kinds use the official client's models and are serialized by its ApiClient; the
-Prometheus operator and KServe kinds, for which the client has no models, are small
-pydantic models in :mod:`modelfleet.deploy.crds`.
+Core kinds are the ``TypedDict`` shapes of :mod:`modelfleet.deploy.kinds`, already in API
+form; the Prometheus operator and KServe kinds, which have no published Python models, are
+small pydantic models in :mod:`modelfleet.deploy.crds`. The pod both run is in
+:mod:`modelfleet.deploy.pod`.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from modelfleet.deploy.crds import (
     InferenceService,
@@ -21,297 +24,243 @@ from modelfleet.deploy.crds import (
     prometheus_rule,
     service_monitor,
 )
+from modelfleet.deploy.kinds import (
+    ConfigMap,
+    Deployment,
+    HorizontalPodAutoscaler,
+    LabelSelector,
+    MetricSpec,
+    Namespace,
+    NetworkPolicy,
+    ObjectMeta,
+    PodDisruptionBudget,
+    Service,
+)
+from modelfleet.deploy.pod import METRICS_PATH, PORT_NAME, pod_spec
 from modelfleet.deploy.spec import DeploySpec
-from modelfleet.errors import DeployError, MissingDependencyError
+from modelfleet.errors import DeployError
 
-CONFIG_MOUNT = "/etc/modelfleet"
+if TYPE_CHECKING:
+    from modelfleet.serving.settings import ServeConfig
+
+Manifest: TypeAlias = (
+    Namespace
+    | ConfigMap
+    | Deployment
+    | Service
+    | HorizontalPodAutoscaler
+    | PodDisruptionBudget
+    | NetworkPolicy
+    | ServiceMonitor
+    | PrometheusRule
+    | InferenceService
+)
+"""Any object :func:`render` returns."""
+
+CONFIG_LABEL = "modelfleet.io/serve-config"
+# Seconds a draining server keeps answering kept-alive connections with 'Connection: close'
+# after the preStop pause, so their clients reconnect to other replicas.
+LAME_DUCK_SECONDS = 5
 
 
-def _client() -> Any:
-    try:
-        from kubernetes import client
-    except ImportError as exc:
-        raise MissingDependencyError("kubernetes", "k8s", purpose="render manifests") from exc
-    return client
+def _meta(spec: DeploySpec, name: str | None = None) -> ObjectMeta:
+    return {"name": name or spec.name, "namespace": spec.ns, "labels": dict(spec.labels)}
 
 
-def _meta(spec: DeploySpec, name: str | None = None, **extra: Any) -> Any:
-    k = _client()
-    return k.V1ObjectMeta(
-        name=name or spec.name, namespace=spec.ns, labels=dict(spec.labels), **extra
-    )
+def _selector(spec: DeploySpec) -> LabelSelector:
+    return {"matchLabels": dict(spec.labels)}
 
 
-def namespace(spec: DeploySpec) -> Any:
-    """One namespace per environment."""
-    k = _client()
-    return k.V1Namespace(
-        api_version="v1",
-        kind="Namespace",
-        metadata=k.V1ObjectMeta(
-            name=spec.ns,
-            labels={
+def namespace(spec: DeploySpec) -> Namespace:
+    """One namespace per environment, held to the 'restricted' Pod Security Standard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": spec.ns,
+            "labels": {
                 "modelfleet.io/environment": spec.environment.value,
                 "pod-security.kubernetes.io/enforce": "restricted",
             },
-        ),
-    )
-
-
-CONFIG_LABEL = "modelfleet.io/serve-config"
-
-
-def serve_config(spec: DeploySpec) -> dict[str, Any]:
-    """The serve config the pods read (mounted over the image's)."""
-    from modelfleet.build.context import IMAGE_MONITORING, image_model
-
-    model = image_model(
-        name=spec.model,
-        sha256=spec.artifact_sha256,
-        version=str(spec.version),
-        variant=spec.variant,
-        metrics=spec.metrics,
-        profile=spec.profile,
-    )
-    return {
-        "server": {
-            "host": "0.0.0.0",  # noqa: S104 - inside the pod
-            "port": spec.port,
-            "drain_timeout_s": spec.drain_seconds,
-            # After the preStop pause the endpoint is gone; clients still holding a
-            # kept-alive connection get answers with 'Connection: close' and reconnect.
-            "lame_duck_s": 5,
         },
-        "monitoring": dict(IMAGE_MONITORING),
-        "models": [model],
     }
+
+
+def serve_config(spec: DeploySpec) -> ServeConfig:
+    """The serve config the pods read (mounted over the image's)."""
+    # Imported here: build.context pulls in the registry and the server's settings, which
+    # rendering anything but the ConfigMap never needs.
+    from modelfleet.build.context import IMAGE_MONITORING, image_model
+    from modelfleet.serving.settings import ServeConfig, ServerConfig
+
+    try:
+        model = image_model(
+            name=spec.model,
+            sha256=spec.artifact_sha256,
+            version=str(spec.version),
+            variant=spec.variant,
+            metrics=spec.metrics,
+            profile=spec.profile,
+        )
+        server = ServerConfig(
+            host="0.0.0.0",  # noqa: S104 - inside the pod
+            port=spec.port,
+            drain_timeout_s=spec.drain_seconds,
+            lame_duck_s=LAME_DUCK_SECONDS,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise DeployError(
+            f"the serve config for {spec.model}:{spec.version} is invalid: {problems}"
+        ) from exc
+    return ServeConfig(server=server, monitoring=IMAGE_MONITORING, models=(model,))
+
+
+def serve_yaml(spec: DeploySpec) -> str:
+    """The ConfigMap's ``serve.yaml``: written exactly as an image carries its own."""
+    from modelfleet.build.context import serve_yaml as dump
+
+    return dump(serve_config(spec))
 
 
 def config_map_name(spec: DeploySpec) -> str:
     """``NAME-serve-<digest>``: a new config is a new object, so every pod template (and a
     rollback to it) keeps reading the config it was made with."""
-    text = yaml.safe_dump(serve_config(spec), sort_keys=True)
-    return f"{spec.name}-serve-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    digest = hashlib.sha256(serve_yaml(spec).encode()).hexdigest()[:10]
+    return f"{spec.name}-serve-{digest}"
 
 
-def config_map(spec: DeploySpec) -> Any:
+def config_map(spec: DeploySpec) -> ConfigMap:
     """The serve config mounted over the image's (batching, limits, cache can change here)."""
-    k = _client()
     meta = _meta(spec, config_map_name(spec))
-    meta.labels[CONFIG_LABEL] = spec.name
-    return k.V1ConfigMap(
-        api_version="v1",
-        kind="ConfigMap",
-        metadata=meta,
-        data={"serve.yaml": yaml.safe_dump(serve_config(spec), sort_keys=True)},
-    )
+    meta["labels"][CONFIG_LABEL] = spec.name
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {"serve.yaml": serve_yaml(spec)},
+    }
 
 
-def _container(spec: DeploySpec) -> Any:
-    k = _client()
-    requests = {"cpu": spec.cpu, "memory": spec.memory}
-    limits: dict[str, str] = {}
-    if spec.cpu_limit:
-        limits["cpu"] = spec.cpu_limit
-    if spec.memory_limit:
-        limits["memory"] = spec.memory_limit
-    if spec.gpu:
-        limits["nvidia.com/gpu"] = str(spec.gpu)
-        requests["nvidia.com/gpu"] = str(spec.gpu)
-
-    def probe(path: str, period: int, failures: int) -> Any:
-        return k.V1Probe(
-            http_get=k.V1HTTPGetAction(path=path, port="http"),
-            period_seconds=period,
-            timeout_seconds=2,
-            failure_threshold=failures,
-        )
-
-    return k.V1Container(
-        name="server",
-        image=spec.image,
-        image_pull_policy="IfNotPresent",
-        ports=[k.V1ContainerPort(name="http", container_port=spec.port, protocol="TCP")],
-        env=[k.V1EnvVar(name="MODELFLEET_ENVIRONMENT", value=spec.environment.value)],
-        resources=k.V1ResourceRequirements(requests=requests, limits=limits or None),
-        readiness_probe=probe("/v2/health/ready", 5, 2),
-        liveness_probe=probe("/v2/health/live", 10, 3),
-        startup_probe=probe("/v2/health/ready", 2, 60),
-        # Keep serving while the endpoint is removed from the Service, then drain on SIGTERM.
-        lifecycle=k.V1Lifecycle(
-            pre_stop=k.V1LifecycleHandler(_exec=k.V1ExecAction(command=["sleep", "5"]))
-        ),
-        security_context=k.V1SecurityContext(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            capabilities=k.V1Capabilities(drop=["ALL"]),
-        ),
-        volume_mounts=[
-            k.V1VolumeMount(name="tmp", mount_path="/tmp"),  # noqa: S108 - the only writable path
-            k.V1VolumeMount(name="serve-config", mount_path=CONFIG_MOUNT, read_only=True),
-        ],
-    )
-
-
-def deployment(spec: DeploySpec) -> Any:
+def deployment(spec: DeploySpec) -> Deployment:
     """The model's pods: hardened, probed, drained, spread across nodes."""
-    k = _client()
-    pod = k.V1PodSpec(
-        automount_service_account_token=False,
-        enable_service_links=False,
-        termination_grace_period_seconds=spec.drain_seconds + 20,
-        security_context=k.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=10001,
-            run_as_group=10001,
-            fs_group=10001,
-            seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
-        ),
-        containers=[_container(spec)],
-        volumes=[
-            k.V1Volume(
-                name="tmp", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory", size_limit="64Mi")
-            ),
-            k.V1Volume(
-                name="serve-config",
-                config_map=k.V1ConfigMapVolumeSource(name=config_map_name(spec)),
-            ),
-        ],
-        topology_spread_constraints=[
-            k.V1TopologySpreadConstraint(
-                max_skew=1,
-                topology_key="kubernetes.io/hostname",
-                when_unsatisfiable="ScheduleAnyway",
-                label_selector=k.V1LabelSelector(match_labels=dict(spec.labels)),
-            )
-        ],
-    )
-    if spec.gpu:
-        pod.node_selector = {"nvidia.com/gpu.present": "true"}
-        pod.tolerations = [
-            k.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-        ]
     annotations = {
         "modelfleet.io/artifact-sha256": spec.artifact_sha256,
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(spec.port),
-        "prometheus.io/path": "/metrics",
+        "prometheus.io/path": METRICS_PATH,
     }
-    return k.V1Deployment(
-        api_version="apps/v1",
-        kind="Deployment",
-        metadata=_meta(spec, annotations={"modelfleet.io/model": f"{spec.model}:{spec.version}"}),
-        spec=k.V1DeploymentSpec(
-            replicas=None if spec.autoscale else spec.replicas,
-            revision_history_limit=5,
-            selector=k.V1LabelSelector(match_labels=dict(spec.labels)),
-            strategy=k.V1DeploymentStrategy(
-                type="RollingUpdate",
-                rolling_update=k.V1RollingUpdateDeployment(max_surge=1, max_unavailable=0),
-            ),
-            template=k.V1PodTemplateSpec(
-                metadata=k.V1ObjectMeta(labels=dict(spec.version_labels), annotations=annotations),
-                spec=pod,
-            ),
-        ),
-    )
+    made: Deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **_meta(spec),
+            "annotations": {"modelfleet.io/model": f"{spec.model}:{spec.version}"},
+        },
+        "spec": {
+            "revisionHistoryLimit": 5,
+            "selector": _selector(spec),
+            # One extra pod at a time and none taken away: capacity never dips in a rollout.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": dict(spec.version_labels), "annotations": annotations},
+                "spec": pod_spec(spec, config_map=config_map_name(spec)),
+            },
+        },
+    }
+    if not spec.autoscale:  # the autoscaler owns the count; a fixed one would fight it
+        made["spec"]["replicas"] = spec.replicas
+    return made
 
 
-def service(spec: DeploySpec) -> Any:
+def service(spec: DeploySpec) -> Service:
     """ClusterIP Service in front of the pods."""
-    k = _client()
-    return k.V1Service(
-        api_version="v1",
-        kind="Service",
-        metadata=_meta(spec),
-        spec=k.V1ServiceSpec(
-            type="ClusterIP",
-            selector=dict(spec.labels),
-            ports=[k.V1ServicePort(name="http", port=80, target_port="http", protocol="TCP")],
-        ),
-    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(spec.labels),
+            "ports": [{"name": PORT_NAME, "port": 80, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
 
 
-def autoscaler(spec: DeploySpec) -> Any:
+def autoscaler(spec: DeploySpec) -> HorizontalPodAutoscaler:
     """autoscaling/v2 HPA on CPU, and on queue depth when a custom metric target is given."""
-    k = _client()
     if spec.autoscale is None:
         raise DeployError("an autoscaler needs --autoscale MIN:MAX")
-    metrics = [
-        k.V2MetricSpec(
-            type="Resource",
-            resource=k.V2ResourceMetricSource(
-                name="cpu",
-                target=k.V2MetricTarget(type="Utilization", average_utilization=spec.target_cpu),
-            ),
-        )
+    metrics: list[MetricSpec] = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": spec.target_cpu},
+            },
+        }
     ]
     if spec.queue_target is not None:
         metrics.append(
-            k.V2MetricSpec(
-                type="Pods",
-                pods=k.V2PodsMetricSource(
-                    metric=k.V2MetricIdentifier(name="modelfleet_queue_depth"),
-                    target=k.V2MetricTarget(
-                        type="AverageValue", average_value=str(spec.queue_target)
-                    ),
-                ),
-            )
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "modelfleet_queue_depth"},
+                    "target": {"type": "AverageValue", "averageValue": str(spec.queue_target)},
+                },
+            }
         )
-    return k.V2HorizontalPodAutoscaler(
-        api_version="autoscaling/v2",
-        kind="HorizontalPodAutoscaler",
-        metadata=_meta(spec),
-        spec=k.V2HorizontalPodAutoscalerSpec(
-            scale_target_ref=k.V2CrossVersionObjectReference(
-                api_version="apps/v1", kind="Deployment", name=spec.name
-            ),
-            min_replicas=spec.autoscale[0],
-            max_replicas=spec.autoscale[1],
-            metrics=metrics,
-        ),
-    )
+    low, high = spec.autoscale
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(spec),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+            "minReplicas": low,
+            "maxReplicas": high,
+            "metrics": metrics,
+        },
+    }
 
 
-def disruption_budget(spec: DeploySpec) -> Any:
+def disruption_budget(spec: DeploySpec) -> PodDisruptionBudget:
     """Voluntary evictions keep at least one pod (or all but one) serving."""
-    k = _client()
-    return k.V1PodDisruptionBudget(
-        api_version="policy/v1",
-        kind="PodDisruptionBudget",
-        metadata=_meta(spec),
-        spec=k.V1PodDisruptionBudgetSpec(
-            max_unavailable=1, selector=k.V1LabelSelector(match_labels=dict(spec.labels))
-        ),
-    )
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec),
+        "spec": {"maxUnavailable": 1, "selector": _selector(spec)},
+    }
 
 
-def network_policy(spec: DeploySpec) -> Any:
+def network_policy(spec: DeploySpec) -> NetworkPolicy:
     """Only the HTTP port is reachable, and only from inside the cluster."""
-    k = _client()
-    return k.V1NetworkPolicy(
-        api_version="networking.k8s.io/v1",
-        kind="NetworkPolicy",
-        metadata=_meta(spec),
-        spec=k.V1NetworkPolicySpec(
-            pod_selector=k.V1LabelSelector(match_labels=dict(spec.labels)),
-            policy_types=["Ingress"],
-            ingress=[
-                k.V1NetworkPolicyIngressRule(
-                    _from=[k.V1NetworkPolicyPeer(namespace_selector=k.V1LabelSelector())],
-                    ports=[k.V1NetworkPolicyPort(port="http", protocol="TCP")],
-                )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec),
+        "spec": {
+            "podSelector": _selector(spec),
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {}}],
+                    "ports": [{"port": PORT_NAME, "protocol": "TCP"}],
+                }
             ],
-        ),
-    )
+        },
+    }
 
 
-def render(spec: DeploySpec, *, kserve: bool = False) -> list[Any]:
+def render(spec: DeploySpec, *, kserve: bool = False) -> list[Manifest]:
     """Every object, in the order they should be applied."""
     if kserve:
         return [namespace(spec), inference_service(spec)]
-    objects: list[Any] = [
+    objects: list[Manifest] = [
         namespace(spec),
         config_map(spec),
         deployment(spec),
@@ -328,11 +277,20 @@ def render(spec: DeploySpec, *, kserve: bool = False) -> list[Any]:
     return objects
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain API-shaped dict (camelCase keys, no nulls) of a client model or CRD model."""
-    if isinstance(obj, ServiceMonitor | PrometheusRule | InferenceService):
+def to_dict(obj: object) -> dict[str, Any]:
+    """A plain, independent API-shaped dict (camelCase keys, no nulls) of a :data:`Manifest`.
+
+    Also takes the official client's models (the training Job of :mod:`modelfleet.jobs`).
+    """
+    if isinstance(obj, BaseModel):
         return obj.model_dump(by_alias=True, exclude_none=True)
-    data: dict[str, Any] = _client().ApiClient().sanitize_for_serialization(obj)
+    if isinstance(obj, dict):  # a core kind: already API-shaped; a copy callers may change
+        return {str(key): copy.deepcopy(value) for key, value in obj.items()}
+    try:
+        from kubernetes.client import ApiClient
+    except ImportError as exc:  # a client model exists only when the client is installed
+        raise TypeError(f"not a Kubernetes object: {type(obj).__name__}") from exc
+    data: dict[str, Any] = ApiClient().sanitize_for_serialization(obj)
     return data
 
 
@@ -350,7 +308,7 @@ _FILE_NAMES = {
 }
 
 
-def write(objects: list[Any], out: Path) -> list[Path]:
+def write(objects: list[Manifest], out: Path) -> list[Path]:
     """One file per kind plus a kustomization.yaml listing them (kustomize-friendly)."""
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ from modelfleet.errors import DeployError
 from modelfleet.refs import Stage
 
 _DNS = re.compile(r"[^a-z0-9-]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# The graph variants a server can load (modelfleet.registry.records.Variant).
+VARIANTS = ("fp32", "fp16", "int8")
 
 
 def k8s_name(name: str) -> str:
@@ -87,6 +90,26 @@ class DeploySpec:
     profile: bool = False  # the image carries the training profile (drift is scored)
 
     def __post_init__(self) -> None:
+        self._check_artifact()
+        self._check_scaling()
+        self._check_resources()
+
+    def _check_artifact(self) -> None:
+        if self.variant not in VARIANTS:
+            raise DeployError(
+                f"unknown variant {self.variant!r}", hint=f"use one of {', '.join(VARIANTS)}"
+            )
+        if not _SHA256.fullmatch(self.artifact_sha256):
+            raise DeployError(
+                f"artifact digest {self.artifact_sha256!r} is not a sha256",
+                hint="pass the 64 hex digits the registry records for the ONNX graph",
+            )
+        if not 1 <= self.port <= 65535:
+            raise DeployError(f"port must be 1-65535, got {self.port}")
+        if self.drain_seconds < 0:
+            raise DeployError(f"drain time must be 0 s or more, got {self.drain_seconds}")
+
+    def _check_scaling(self) -> None:
         if self.replicas < 1:
             raise DeployError(f"replicas must be at least 1, got {self.replicas}")
         if self.autoscale is not None:
@@ -98,6 +121,13 @@ class DeploySpec:
                 )
         if not 1 <= self.target_cpu <= 100:
             raise DeployError(f"target CPU must be 1-100 percent, got {self.target_cpu}")
+        if self.queue_target is not None and self.queue_target <= 0:
+            raise DeployError(
+                f"queue target must be above 0, got {self.queue_target}",
+                hint="give the queued requests per pod the autoscaler should aim for",
+            )
+
+    def _check_resources(self) -> None:
         if self.gpu < 0:
             raise DeployError(f"--gpu must be 0 or more, got {self.gpu}")
         check_quantity(self.cpu, "CPU request")
