@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ast
-import importlib
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from modelfleet.lazy import attach as _attach
 
 __version__ = "0.1.0"
 
-# The imports below are the one list of public names. Type checkers read them as written;
-# at run time they are not executed, and each name is imported from its module on first
-# use instead, so that a light part of the package (the server in a container, which has no
-# registry or training stack installed) loads only what it uses. `X as X` marks a re-export.
+# The one list of public names. Each is imported from its module on first use (see
+# modelfleet.lazy), so the server in a container, which has no registry or training stack
+# installed, loads only what it uses.
 if TYPE_CHECKING:
     from modelfleet.config import Settings as Settings
     from modelfleet.config import load_settings as load_settings
@@ -52,36 +50,5 @@ if TYPE_CHECKING:
     from modelfleet.signature import Signature as Signature
     from modelfleet.signature import TensorSpec as TensorSpec
 
-
-def _public_names() -> dict[str, str]:
-    """``{name: module}`` read from the ``if TYPE_CHECKING:`` block of this file."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    block = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
-        if node.test.id == "TYPE_CHECKING"
-    )
-    return {
-        alias.asname or alias.name: node.module or ""
-        for node in block.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
-
-
-_LAZY = _public_names()
-__all__ = sorted([*_LAZY, "__version__"], key=str.casefold)  # noqa: PLE0605
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelfleet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, _names = _attach(__name__, __file__)
+__all__ = ["__version__", *_names]  # noqa: PLE0604

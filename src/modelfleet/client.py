@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 
 from modelfleet.errors import ModelfleetError, ServingError
-from modelfleet.serving.protocol import HEADER_LENGTH, decode_response, encode_request
+from modelfleet.serving import HEADER_LENGTH, decode_response, encode_request
 from modelfleet.signature import to_named_arrays
 
 

@@ -15,24 +15,36 @@ import numpy as np
 from modelfleet.config import Settings, load_settings
 from modelfleet.datasets import LabeledData, decode_sample, encode_sample
 from modelfleet.errors import AccuracyDropError, ModelfleetError, QuantizeError, RegistryError
-from modelfleet.freeze.adapter import Adapter, SourceBlob, adapter_for_framework, find_adapter
-from modelfleet.freeze.files import LoadedModel, load_model_file
-from modelfleet.freeze.freezer import FrozenGraph, freeze_model
-from modelfleet.freeze.onnx_adapter import ONNX_MEDIA_TYPE, graph_signature, onnx_module
-from modelfleet.freeze.quantize import Method, quantize_graph
+from modelfleet.freeze import (
+    ONNX_MEDIA_TYPE,
+    Adapter,
+    FrozenGraph,
+    LoadedModel,
+    Method,
+    SourceBlob,
+    adapter_for_framework,
+    find_adapter,
+    freeze_model,
+    graph_signature,
+    load_model_file,
+    onnx_module,
+    quantize_graph,
+)
 from modelfleet.refs import Stage, parse_stage, validate_name
-from modelfleet.registry.lineage import data_sha256 as digest_data
-from modelfleet.registry.lineage import git_state, runtime_environment
-from modelfleet.registry.records import (
+from modelfleet.registry import (
+    ArtifactPayload,
     Lineage,
     ModelVersion,
+    Registry,
     Role,
     StageEvent,
     Task,
     Variant,
     VersionDraft,
+    git_state,
+    runtime_environment,
 )
-from modelfleet.registry.registry import ArtifactPayload, Registry
+from modelfleet.registry import data_sha256 as digest_data
 from modelfleet.signature import Signature, prepare_inputs
 from modelfleet.stats import PROFILE_MEDIA_TYPE, build_profile
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from modelfleet.deploy import k8s_name, parse_autoscale
-from modelfleet.deploy.spec import check_quantity
+from modelfleet.deploy import parse_autoscale
 from modelfleet.errors import DeployError, ModelfleetError
+from modelfleet.kube import check_quantity, k8s_name
 from modelfleet.refs import Stage
 from tests.deploy.specs import make_spec
 

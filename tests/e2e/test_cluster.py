@@ -26,7 +26,7 @@ from modelfleet.build.context import LOCAL_BASE, build
 from modelfleet.build.engines import find_engine
 from modelfleet.cli import main
 from modelfleet.config import Settings
-from modelfleet.deploy.apply import Cluster
+from modelfleet.kube import Cluster
 from modelfleet.refs import Stage
 from modelfleet.registry import Registry
 from tests.conftest import make_settings

@@ -10,11 +10,10 @@ import kubernetes_validate
 import pytest
 
 from modelfleet.config import Settings
-from modelfleet.deploy.manifests import to_dict
 from modelfleet.errors import DeployError, JobError, MissingDependencyError
-from modelfleet.jobs import JobQueue
-from modelfleet.jobs.kubernetes import render_job
+from modelfleet.jobs import JobQueue, render_job
 from modelfleet.jobs.queue import JobState
+from modelfleet.kube import to_api_dict
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ def shared(tmp_path: object) -> Settings:
 
 def _job(tmp_path: object, **kwargs: object) -> object:
     queue = JobQueue(f"sqlite:///{tmp_path}/q.db")
-    job = queue.submit("/pipelines/churn.py", {"seed": 1}, **kwargs)  # type: ignore[arg-type]
+    job = queue.submit("/pipelines/churn.py", {"seed": 1}, **kwargs)
     queue.close()
     return job
 
@@ -36,13 +35,13 @@ def _job(tmp_path: object, **kwargs: object) -> object:
 @pytest.mark.parametrize("version", [f"1.{m}" for m in range(25, 38)])
 def test_job_manifest_is_valid_strict(version: str, shared: Settings, tmp_path: object) -> None:
     job = _job(tmp_path, gpus=1, cpus=2, memory="4Gi", max_attempts=3)
-    data = to_dict(render_job(job, shared, image="registry.local/trainer:1"))  # type: ignore[arg-type]
+    data = to_api_dict(render_job(job, shared, image="registry.local/trainer:1"))
     kubernetes_validate.validate(data, version, strict=True)
 
 
 def test_job_manifest_fields(shared: Settings, tmp_path: object) -> None:
     job = _job(tmp_path, gpus=2, cpus=4, memory="8Gi", max_attempts=4)
-    data = to_dict(render_job(job, shared, image="trainer:1"))  # type: ignore[arg-type]
+    data = to_api_dict(render_job(job, shared, image="trainer:1"))
     assert data["apiVersion"] == "batch/v1"
     spec = data["spec"]
     assert spec["backoffLimit"] == 3
@@ -62,19 +61,19 @@ def test_job_manifest_fields(shared: Settings, tmp_path: object) -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODELFLEET_DB_URL"] == "postgresql://mf:secret@db:5432/registry"
     assert env["MODELFLEET_ARTIFACTS"] == "s3://models/modelfleet"
-    cpu_only = to_dict(render_job(_job(tmp_path), shared, image="trainer:1"))  # type: ignore[arg-type]
+    cpu_only = to_api_dict(render_job(_job(tmp_path), shared, image="trainer:1"))
     assert "tolerations" not in cpu_only["spec"]["template"]["spec"]
 
 
 def test_a_local_registry_cannot_back_a_cluster_job(tmp_path: object) -> None:
     local = Settings(home=f"{tmp_path}/home")
     with pytest.raises(JobError, match="need a registry the pods can reach"):
-        render_job(_job(tmp_path), local, image="trainer:1")  # type: ignore[arg-type]
+        render_job(_job(tmp_path), local, image="trainer:1")
 
 
 def test_bad_memory_is_explained(shared: Settings, tmp_path: object) -> None:
     with pytest.raises(DeployError, match="invalid memory request"):
-        render_job(_job(tmp_path, memory="lots"), shared, image="t")  # type: ignore[arg-type]
+        render_job(_job(tmp_path, memory="lots"), shared, image="t")
 
 
 def test_without_the_k8s_extra_the_error_names_it(
@@ -82,7 +81,7 @@ def test_without_the_k8s_extra_the_error_names_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "kubernetes", None)  # as if the extra were not installed
     with pytest.raises(MissingDependencyError) as caught:
-        render_job(_job(tmp_path), shared, image="trainer:1")  # type: ignore[arg-type]
+        render_job(_job(tmp_path), shared, image="trainer:1")
     assert str(caught.value) == (
         "kubernetes is not installed (needed to run Kubernetes Jobs); "
         "run: pip install 'modelfleet[k8s]'"

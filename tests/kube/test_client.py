@@ -164,4 +164,4 @@ def test_the_kube_package_stands_below_deploy_and_jobs() -> None:
         "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('modelfleet.')}))"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.replace("'", '"')) == ["errors", "kube"]
+    assert json.loads(out.stdout.replace("'", '"')) == ["errors", "kube", "lazy"]

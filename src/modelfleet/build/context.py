@@ -23,10 +23,8 @@ from modelfleet.build.sbom import audit, wheel_packages, write_sbom
 from modelfleet.build.wheels import resolve_wheels
 from modelfleet.errors import BuildError
 from modelfleet.refs import Stage
-from modelfleet.registry.lineage import git_state
-from modelfleet.registry.records import ModelVersion, Role
-from modelfleet.registry.registry import Registry
-from modelfleet.serving.settings import (
+from modelfleet.registry import ModelVersion, Registry, Role, git_state
+from modelfleet.serving import (
     ModelConfig,
     MonitoringConfig,
     ServeConfig,

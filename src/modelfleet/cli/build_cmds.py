@@ -34,9 +34,8 @@ def build(
     as_json: JsonFlag = False,
 ) -> None:
     """Write a build context for REF in an environment and build the image."""
-    from modelfleet.build.context import DEFAULT_BASE
-    from modelfleet.build.context import build as build_image
-    from modelfleet.build.engines import find_engine
+    from modelfleet.build import DEFAULT_BASE, find_engine
+    from modelfleet.build import build as build_image
 
     st = state(ctx)
     stage = parse_stage(env)
@@ -83,8 +82,7 @@ def base_image(
     engine: Annotated[str, typer.Option(help="podman or docker")] = "podman",
 ) -> None:
     """Make a local base image (Debian minbase + python3) for machines without a registry."""
-    from modelfleet.build.baseimage import make_base_image
-    from modelfleet.build.engines import find_engine
+    from modelfleet.build import find_engine, make_base_image
 
     chosen = find_engine(engine)
     if chosen is None:  # pragma: no cover - find_engine raises for a named engine
@@ -104,11 +102,10 @@ def run_local(
     as_json: JsonFlag = False,
 ) -> None:
     """Run REF's image locally (non-root, read-only), send it a V2 request, print the answer."""
-    from modelfleet.build.context import image_tag
-    from modelfleet.build.local import run_container
+    from modelfleet.build import image_tag, run_container
     from modelfleet.client import Client
     from modelfleet.datasets import decode_sample
-    from modelfleet.serving.model import warmup_inputs
+    from modelfleet.serving import warmup_inputs
     from modelfleet.signature import prepare_inputs
 
     st = state(ctx)

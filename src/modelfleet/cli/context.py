@@ -18,7 +18,7 @@ from rich.logging import RichHandler
 
 from modelfleet.cli.output import err_console
 from modelfleet.config import Settings, load_settings
-from modelfleet.registry.registry import Registry
+from modelfleet.registry import Registry
 
 
 @dataclass

@@ -49,9 +49,8 @@ def deploy(
     as_json: JsonFlag = False,
 ) -> None:
     """Render Kubernetes manifests for REF in an environment; apply them with --apply."""
-    from modelfleet.build.context import image_tag
-    from modelfleet.deploy.manifests import render, to_dict, write
-    from modelfleet.deploy.spec import DeploySpec, parse_autoscale
+    from modelfleet.build import image_tag
+    from modelfleet.deploy import DeploySpec, parse_autoscale, render, to_dict, write
 
     st = state(ctx)
     stage = parse_stage(env)
@@ -104,12 +103,8 @@ def _apply(
     kserve: bool,
     as_json: bool,
 ) -> None:
-    from modelfleet.deploy.apply import (
-        Cluster,
-        apply_objects,
-        prune_serve_configs,
-        wait_rollout,
-    )
+    from modelfleet.deploy import prune_serve_configs, wait_rollout
+    from modelfleet.kube import Cluster, apply_objects
 
     cluster = Cluster.connect(kubeconfig)
     result = apply_objects(cluster, objects)
@@ -166,8 +161,8 @@ def rollback_command(
     timeout: Annotated[float, typer.Option(help="rollout timeout, seconds")] = 300,
 ) -> None:
     """Return a deployed model to its previous revision and wait for the rollout."""
-    from modelfleet.deploy.apply import Cluster, rollback, wait_rollout
-    from modelfleet.deploy.spec import k8s_name
+    from modelfleet.deploy import rollback, wait_rollout
+    from modelfleet.kube import Cluster, k8s_name
 
     stage = parse_stage(env)
     ns = namespace or f"modelfleet-{stage.value}"
@@ -208,7 +203,8 @@ def status_command(
 
         show_status(url, token=token, interval=interval, once=once, as_json=as_json)
         return
-    from modelfleet.deploy.apply import Cluster, list_deployments
+    from modelfleet.deploy import list_deployments
+    from modelfleet.kube import Cluster
 
     rows = list_deployments(Cluster.connect(kubeconfig))
     if as_json:

@@ -27,7 +27,7 @@ KubeconfigOption = Annotated[
 
 
 def _queue(ctx: typer.Context) -> Any:
-    from modelfleet.jobs.queue import JobQueue
+    from modelfleet.jobs import JobQueue
 
     queue = JobQueue(state(ctx).settings.db_url)
     ctx.call_on_close(queue.close)  # the database connections go with the command
@@ -85,7 +85,7 @@ def pipeline_run(
 ) -> None:
     """Run a pipeline here and now (steps, validation, registration, gate)."""
     from modelfleet.errors import ModelfleetError
-    from modelfleet.pipeline.runner import load_pipeline, parse_params, run_pipeline
+    from modelfleet.pipeline import load_pipeline, parse_params, run_pipeline
 
     pipeline = load_pipeline(path)
     report = run_pipeline(
@@ -123,8 +123,8 @@ def jobs_submit(
 ) -> None:
     """Queue a pipeline run for a worker (or as a Kubernetes Job)."""
     from modelfleet.errors import JobError
-    from modelfleet.pipeline.runner import load_pipeline, parse_params
-    from modelfleet.registry.lineage import current_user
+    from modelfleet.pipeline import load_pipeline, parse_params
+    from modelfleet.registry import current_user
 
     st = state(ctx)
     load_pipeline(path)  # refuse a broken pipeline file now, not on a worker later
@@ -164,25 +164,22 @@ def _kubernetes_submit(
 ) -> None:
     import yaml
 
-    from modelfleet.deploy.manifests import to_dict
     from modelfleet.errors import JobError, ModelfleetError
-    from modelfleet.jobs import kubernetes as k8s_jobs
-    from modelfleet.jobs.queue import JobState
+    from modelfleet.jobs import JobState, render_job, submit_job
+    from modelfleet.kube import to_api_dict
 
-    manifest = k8s_jobs.render_job(
-        job, settings, image=image or "localhost/modelfleet/trainer:latest"
-    )
+    manifest = render_job(job, settings, image=image or "localhost/modelfleet/trainer:latest")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{manifest.metadata.name}.yaml").write_text(
-            yaml.safe_dump(to_dict(manifest), sort_keys=False)
+            yaml.safe_dump(to_api_dict(manifest), sort_keys=False)
         )
         return
-    from modelfleet.deploy.apply import Cluster
+    from modelfleet.kube import Cluster
 
     cluster = Cluster.connect(kubeconfig)
     try:
-        name = k8s_jobs.submit(cluster, manifest)
+        name = submit_job(cluster, manifest)
     except ModelfleetError:
         queue.end_external(job.id, JobState.FAILED, "the cluster refused the Job")
         raise
@@ -270,7 +267,7 @@ def jobs_logs(
     ] = False,
 ) -> None:
     """A job's output (all attempts); --follow streams it while it runs."""
-    from modelfleet.jobs.queue import FINISHED
+    from modelfleet.jobs import FINISHED
 
     queue = _queue(ctx)
     last = 0
@@ -294,15 +291,14 @@ def jobs_cancel(
 ) -> None:
     """Cancel a queued job, or stop a running one (a Kubernetes Job is deleted)."""
     from modelfleet.errors import JobError
-    from modelfleet.jobs.queue import FINISHED, JobState
+    from modelfleet.jobs import FINISHED, JobState, delete_job
 
     queue = _queue(ctx)
     job = queue.get(job_id)
     if job.backend == "kubernetes" and job.external_id and job.state not in FINISHED:
-        from modelfleet.deploy.apply import Cluster
-        from modelfleet.jobs import kubernetes as k8s_jobs
+        from modelfleet.kube import Cluster
 
-        k8s_jobs.delete(Cluster.connect(kubeconfig).api, job.external_id)
+        delete_job(Cluster.connect(kubeconfig).api, job.external_id)
         if not queue.end_external(
             job_id, JobState.CANCELLED, "cancelled; its Kubernetes Job was deleted"
         ):
@@ -315,10 +311,10 @@ def jobs_cancel(
 
 
 def _sync_kubernetes(queue: Any, job: Any, kubeconfig: Path | None) -> tuple[Any, str]:
-    from modelfleet.deploy.apply import Cluster
-    from modelfleet.jobs import kubernetes as k8s_jobs
+    from modelfleet.jobs import sync_job
+    from modelfleet.kube import Cluster
 
-    return k8s_jobs.sync(queue, Cluster.connect(kubeconfig).api, job)
+    return sync_job(queue, Cluster.connect(kubeconfig).api, job)
 
 
 @app.command()
@@ -334,7 +330,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="stop when nothing is left to do")] = False,
 ) -> None:
     """Run queued jobs (local backend) until SIGTERM."""
-    from modelfleet.jobs.worker import Worker
+    from modelfleet.jobs import Worker
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -67,8 +67,8 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 def _prometheus_rule(
     groups: list[dict[str, Any]], model: str | None, namespace: str, labels: dict[str, str]
 ) -> dict[str, Any]:
-    from modelfleet.deploy.crds import Metadata, PrometheusRule, PrometheusRuleSpec, RuleGroup
-    from modelfleet.deploy.spec import k8s_name
+    from modelfleet.deploy import Metadata, PrometheusRule, PrometheusRuleSpec, RuleGroup
+    from modelfleet.kube import k8s_name
 
     if not _DNS_LABEL.match(namespace):
         raise ConfigError(
@@ -119,7 +119,7 @@ def rules(
     as_json: JsonFlag = False,
 ) -> None:
     """Write the alert rules as a Prometheus rules file and as a PrometheusRule resource."""
-    from modelfleet.monitor.rules import alert_rules, render_rules_file, render_yaml
+    from modelfleet.monitor import alert_rules, render_rules_file, render_yaml
 
     groups = alert_rules(
         model,
@@ -156,7 +156,7 @@ def dashboard(
     as_json: JsonFlag = False,
 ) -> None:
     """Write a Grafana dashboard of every served-model metric (import it or provision it)."""
-    from modelfleet.monitor.dashboard import render_dashboard
+    from modelfleet.monitor import render_dashboard
 
     text = render_dashboard(model)
     name = f"{model or 'modelfleet'}-dashboard.json"
@@ -212,7 +212,7 @@ def watch(
     import time
 
     from modelfleet.client import Client
-    from modelfleet.monitor.retrain import RetrainPolicy, RetrainTrigger
+    from modelfleet.monitor import RetrainPolicy, RetrainTrigger
 
     if min(interval, sustain, cooldown) < 0 or not 0 <= min_accuracy <= 1 or max_psi < 0:
         raise ConfigError(

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from modelfleet.registry.records import ArtifactRecord, ModelVersion
+from modelfleet.registry import ArtifactRecord, ModelVersion
 
 console = Console(highlight=False)
 err_console = Console(stderr=True)

@@ -37,9 +37,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Serve models over the V2 protocol and KServe v1 (blocks until SIGTERM)."""
-    from modelfleet.serving.auth import parse_tokens
-    from modelfleet.serving.server import run_server
-    from modelfleet.serving.settings import ModelConfig, load_serve_config
+    from modelfleet.serving import ModelConfig, load_serve_config, parse_tokens, run_server
 
     base = load_serve_config(config)
     models = list(base.models)
@@ -103,7 +101,7 @@ def token(
     scopes: Annotated[str, typer.Option(help="infer, admin or infer+admin")] = "infer",
 ) -> None:
     """Create a bearer token; the server is configured with its sha256 only."""
-    from modelfleet.serving.auth import new_token
+    from modelfleet.serving import new_token
 
     value, digest = new_token()
     console.print(f"token (give to the client, shown once): {value}")

@@ -16,31 +16,13 @@ from typing import Any
 
 from modelfleet.errors import DeployError
 from modelfleet.kube import (
-    FIELD_MANAGER,
-    STUCK_REASONS,
-    ApplyResult,
     Cluster,
     api_error_message,
-    apply_objects,
     container_waits,
     require_kubernetes,
     scheduling_wait,
     to_api_dict,
 )
-
-__all__ = [
-    "FIELD_MANAGER",
-    "STUCK_REASONS",
-    "ApplyResult",
-    "Cluster",
-    "Rollout",
-    "apply_objects",
-    "list_deployments",
-    "prune_serve_configs",
-    "rollback",
-    "rollout_state",
-    "wait_rollout",
-]
 
 logger = logging.getLogger(__name__)
 

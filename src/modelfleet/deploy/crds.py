@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelfleet.deploy.kinds import Container, Volume
 from modelfleet.deploy.pod import METRICS_PATH, PORT_NAME, container, tmp_volume
 from modelfleet.deploy.spec import DeploySpec
-from modelfleet.monitor.rules import alert_rules
+from modelfleet.monitor import alert_rules
 
 
 class _Model(BaseModel):

@@ -41,7 +41,7 @@ from modelfleet.deploy.spec import DeploySpec
 from modelfleet.errors import DeployError
 
 if TYPE_CHECKING:
-    from modelfleet.serving.settings import ServeConfig
+    from modelfleet.serving import ServeConfig
 
 Manifest: TypeAlias = (
     Namespace
@@ -90,8 +90,8 @@ def serve_config(spec: DeploySpec) -> ServeConfig:
     """The serve config the pods read (mounted over the image's)."""
     # Imported here: build.context pulls in the registry and the server's settings, which
     # rendering anything but the ConfigMap never needs.
-    from modelfleet.build.context import IMAGE_MONITORING, image_model
-    from modelfleet.serving.settings import ServeConfig, ServerConfig
+    from modelfleet.build import IMAGE_MONITORING, image_model
+    from modelfleet.serving import ServeConfig, ServerConfig
 
     try:
         model = image_model(
@@ -118,7 +118,7 @@ def serve_config(spec: DeploySpec) -> ServeConfig:
 
 def serve_yaml(spec: DeploySpec) -> str:
     """The ConfigMap's ``serve.yaml``: written exactly as an image carries its own."""
-    from modelfleet.build.context import serve_yaml as dump
+    from modelfleet.build import serve_yaml as dump
 
     return dump(serve_config(spec))
 
@@ -277,21 +277,12 @@ def render(spec: DeploySpec, *, kserve: bool = False) -> list[Manifest]:
     return objects
 
 
-def to_dict(obj: object) -> dict[str, Any]:
-    """A plain, independent API-shaped dict (camelCase keys, no nulls) of a :data:`Manifest`.
-
-    Also takes the official client's models (the training Job of :mod:`modelfleet.jobs`).
-    """
+def to_dict(obj: Manifest) -> dict[str, Any]:
+    """A plain, independent API-shaped dict (camelCase keys, no nulls) of a :data:`Manifest`."""
     if isinstance(obj, BaseModel):
         return obj.model_dump(by_alias=True, exclude_none=True)
-    if isinstance(obj, dict):  # a core kind: already API-shaped; a copy callers may change
-        return {str(key): copy.deepcopy(value) for key, value in obj.items()}
-    try:
-        from kubernetes.client import ApiClient
-    except ImportError as exc:  # a client model exists only when the client is installed
-        raise TypeError(f"not a Kubernetes object: {type(obj).__name__}") from exc
-    data: dict[str, Any] = ApiClient().sanitize_for_serialization(obj)
-    return data
+    # a core kind: already API-shaped; a copy callers may change
+    return {str(key): copy.deepcopy(value) for key, value in obj.items()}
 
 
 _FILE_NAMES = {

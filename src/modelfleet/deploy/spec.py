@@ -4,63 +4,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from modelfleet.errors import DeployError
+from modelfleet.kube import check_quantity, k8s_name, quantity_amount
 from modelfleet.refs import Stage
 
-_DNS = re.compile(r"[^a-z0-9-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The graph variants a server can load (modelfleet.registry.records.Variant).
 VARIANTS = ("fp32", "fp16", "int8")
 
 
-def k8s_name(name: str) -> str:
-    """A DNS-1123 label from a model name: lower case, '-' for anything else, 1-53 chars."""
-    cleaned = _DNS.sub("-", name.lower()).strip("-")[:53].strip("-")
-    if not cleaned:
-        raise DeployError(f"cannot derive a Kubernetes name from {name!r}")
-    return cleaned
-
-
-def _amount(value: str) -> Decimal | None:
-    """The quantity's value, or None when the kubernetes client is not installed."""
-    try:
-        from kubernetes.utils.quantity import parse_quantity
-    except ImportError:  # the k8s extra is optional for rendering; the pattern still holds
-        return None
-    try:
-        return Decimal(parse_quantity(value))
-    except ValueError:
-        return Decimal(0)
-
-
-def _positive_quantity(value: str) -> bool:
-    amount = _amount(value)
-    return amount is None or amount > 0
-
-
 def _within_limit(request: str, limit: str | None, what: str, flag: str) -> None:
     if not limit:
         return
-    asked, most = _amount(request), _amount(limit)
+    asked, most = quantity_amount(request), quantity_amount(limit)
     if asked is not None and most is not None and asked > most:
         raise DeployError(
             f"{what} request {request} is above its limit {limit}",
             hint=f"raise {flag}-limit or lower {flag}",
         )
-
-
-def check_quantity(value: str, what: str) -> str:
-    """Validate a Kubernetes resource quantity (``500m``, ``2``, ``512Mi``)."""
-    ok = bool(re.fullmatch(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", value))
-    ok = ok and _positive_quantity(value)
-    if not ok:
-        raise DeployError(
-            f"invalid {what} {value!r}",
-            hint="use a Kubernetes quantity such as 500m or 2 (CPU), 512Mi or 2Gi (memory)",
-        )
-    return value
 
 
 @dataclass

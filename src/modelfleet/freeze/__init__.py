@@ -5,9 +5,11 @@ from __future__ import annotations
 from modelfleet.freeze.adapter import Adapter, SourceBlob, adapter_for_framework, find_adapter
 from modelfleet.freeze.files import LoadedModel, load_model_file
 from modelfleet.freeze.freezer import FrozenGraph, freeze_model
+from modelfleet.freeze.onnx_adapter import ONNX_MEDIA_TYPE, graph_signature, onnx_module
 from modelfleet.freeze.quantize import Method, Quantized, quantize_graph
 
 __all__ = [
+    "ONNX_MEDIA_TYPE",
     "Adapter",
     "FrozenGraph",
     "LoadedModel",
@@ -17,6 +19,8 @@ __all__ = [
     "adapter_for_framework",
     "find_adapter",
     "freeze_model",
+    "graph_signature",
     "load_model_file",
+    "onnx_module",
     "quantize_graph",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 
 from modelfleet.config import FreezeSettings
 from modelfleet.errors import UnsupportedModelError
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task
 from modelfleet.signature import Signature
 
 

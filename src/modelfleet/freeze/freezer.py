@@ -15,7 +15,7 @@ from modelfleet.freeze.adapter import Adapter
 from modelfleet.freeze.measure import measure_latency, offline_session, run_graph
 from modelfleet.freeze.onnx_adapter import check_graph, graph_signature
 from modelfleet.freeze.verify import check_figures, compare_outputs
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task
 from modelfleet.signature import STRING, Signature, prepare_inputs
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,7 @@ import numpy as np
 from modelfleet.config import FreezeSettings
 from modelfleet.errors import FreezeError, MissingDependencyError
 from modelfleet.freeze.adapter import SourceBlob
-from modelfleet.registry.lineage import package_version
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task, package_version
 from modelfleet.signature import STRING, Signature, TensorSpec
 
 ONNX_MEDIA_TYPE = "application/onnx"

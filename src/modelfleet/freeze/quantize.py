@@ -23,7 +23,7 @@ from modelfleet.errors import MissingDependencyError, QuantizeError
 from modelfleet.freeze.measure import measure_latency, offline_session, run_graph
 from modelfleet.freeze.onnx_adapter import check_graph, onnx_module
 from modelfleet.freeze.verify import score
-from modelfleet.registry.records import Task, Variant
+from modelfleet.registry import Task, Variant
 
 logger = logging.getLogger(__name__)
 

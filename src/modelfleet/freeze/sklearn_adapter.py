@@ -9,8 +9,7 @@ import numpy as np
 from modelfleet.config import FreezeSettings
 from modelfleet.errors import MissingDependencyError, UnsupportedModelError, UntrustedArtifactError
 from modelfleet.freeze.adapter import SourceBlob
-from modelfleet.registry.lineage import package_version
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task, package_version
 from modelfleet.signature import Signature, infer_signature
 
 SKOPS_MEDIA_TYPE = "application/vnd.skops"

@@ -17,8 +17,7 @@ import numpy as np
 from modelfleet.config import FreezeSettings
 from modelfleet.errors import FreezeError, MissingDependencyError, UnsupportedModelError
 from modelfleet.freeze.adapter import SourceBlob
-from modelfleet.registry.lineage import package_version
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task, package_version
 from modelfleet.signature import Signature, infer_signature, to_named_arrays
 
 EXPORTED_MEDIA_TYPE = "application/vnd.pytorch.exported-program"

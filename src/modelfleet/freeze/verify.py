@@ -9,7 +9,7 @@ import numpy as np
 
 from modelfleet.config import FreezeSettings
 from modelfleet.errors import FreezeError, VerificationError
-from modelfleet.registry.records import Task
+from modelfleet.registry import Task
 
 
 def _is_numeric_float(array: np.ndarray[Any, Any]) -> bool:

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from modelfleet.errors import JobError
-from modelfleet.jobs.queue import Job, JobQueue, JobState
+from modelfleet.jobs.kubernetes import delete_job, observe_job, render_job, submit_job, sync_job
+from modelfleet.jobs.queue import FINISHED, Job, JobQueue, JobState
 from modelfleet.jobs.worker import Worker
 
-__all__ = ["Job", "JobError", "JobQueue", "JobState", "Worker"]
+__all__ = [
+    "FINISHED",
+    "Job",
+    "JobError",
+    "JobQueue",
+    "JobState",
+    "Worker",
+    "delete_job",
+    "observe_job",
+    "render_job",
+    "submit_job",
+    "sync_job",
+]

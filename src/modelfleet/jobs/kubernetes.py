@@ -110,7 +110,7 @@ def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAM
     )
 
 
-def submit(cluster: Cluster, manifest: Any) -> str:
+def submit_job(cluster: Cluster, manifest: Any) -> str:
     """Create the Job in the cluster (applying its namespace first); returns its name."""
     k = _client()
     namespace = manifest.metadata.namespace
@@ -141,7 +141,7 @@ class ClusterJob:
     log: str = ""
 
 
-def observe(api: Any, name: str, namespace: str = NAMESPACE) -> ClusterJob:
+def observe_job(api: Any, name: str, namespace: str = NAMESPACE) -> ClusterJob:
     """Read a Job and its pods through the official client."""
     k = _client()
     try:
@@ -225,7 +225,7 @@ def _log(core: Any, pods: list[Any], namespace: str, lines: int = 200) -> str:
     return str(text or "")
 
 
-def sync(queue: JobQueue, api: Any, job: Job) -> tuple[Job, str]:
+def sync_job(queue: JobQueue, api: Any, job: Job) -> tuple[Job, str]:
     """Bring a Kubernetes-backed job's queue entry up to date with its Job in the cluster.
 
     The pod records success or failure itself; what it cannot record (it never started, it
@@ -235,7 +235,7 @@ def sync(queue: JobQueue, api: Any, job: Job) -> tuple[Job, str]:
     """
     if job.backend != "kubernetes" or job.external_id is None or job.state in FINISHED:
         return job, ""
-    seen = observe(api, job.external_id)
+    seen = observe_job(api, job.external_id)
     if seen.state is JobState.FAILED:
         queue.end_external(job.id, JobState.FAILED, seen.detail, log=seen.log)
     elif seen.state is JobState.SUCCEEDED:
@@ -249,7 +249,7 @@ def sync(queue: JobQueue, api: Any, job: Job) -> tuple[Job, str]:
     return queue.get(job.id), seen.detail
 
 
-def delete(api: Any, name: str, namespace: str = NAMESPACE) -> None:
+def delete_job(api: Any, name: str, namespace: str = NAMESPACE) -> None:
     """Delete a Job and its pods (a cancel); a Job already gone is fine."""
     k = _client()
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from modelfleet.config import load_settings
 from modelfleet.jobs.queue import JobQueue, JobState
-from modelfleet.pipeline.runner import load_pipeline, run_pipeline
+from modelfleet.pipeline import load_pipeline, run_pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

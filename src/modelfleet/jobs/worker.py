@@ -25,7 +25,7 @@ from pathlib import Path
 
 from modelfleet.config import Settings
 from modelfleet.jobs.queue import Job, JobQueue, JobState
-from modelfleet.registry.artifacts import open_artifact_store
+from modelfleet.registry import open_artifact_store
 
 logger = logging.getLogger(__name__)
 

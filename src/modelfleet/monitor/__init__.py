@@ -6,6 +6,15 @@ The statistics these build on live in :mod:`modelfleet.stats`; what a running se
 
 from __future__ import annotations
 
-from modelfleet.monitor.rules import alert_rules
+from modelfleet.monitor.dashboard import render_dashboard
+from modelfleet.monitor.retrain import RetrainPolicy, RetrainTrigger
+from modelfleet.monitor.rules import alert_rules, render_rules_file, render_yaml
 
-__all__ = ["alert_rules"]
+__all__ = [
+    "RetrainPolicy",
+    "RetrainTrigger",
+    "alert_rules",
+    "render_dashboard",
+    "render_rules_file",
+    "render_yaml",
+]

@@ -145,7 +145,7 @@ class RetrainTrigger:
         return {name: now - since for name, since in self._since.items()}
 
     def _fire(self, name: str, version: str, reason: str) -> Decision:
-        from modelfleet.registry.registry import Registry
+        from modelfleet.registry import Registry
 
         decision = Decision(name, version, reason)
         try:
@@ -155,7 +155,7 @@ class RetrainTrigger:
             decision.problem = str(exc)
             return decision
         if self.auto:
-            from modelfleet.jobs.queue import JobQueue
+            from modelfleet.jobs import JobQueue
 
             queue = JobQueue(self.settings.db_url)
             try:

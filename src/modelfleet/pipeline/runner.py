@@ -27,8 +27,7 @@ from modelfleet.errors import ModelfleetError
 from modelfleet.pipeline import codec
 from modelfleet.pipeline.steps import Step
 from modelfleet.pipeline.validation import DataValidationError
-from modelfleet.registry.registry import Registry
-from modelfleet.registry.requirements import parse_requirements
+from modelfleet.registry import Registry, parse_requirements
 
 logger = logging.getLogger(__name__)
 

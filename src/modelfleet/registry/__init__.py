@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from modelfleet.registry.artifacts import ArtifactStore, FsspecArtifactStore, open_artifact_store
+from modelfleet.registry.lineage import (
+    current_user,
+    data_sha256,
+    git_state,
+    package_version,
+    runtime_environment,
+)
 from modelfleet.registry.metadata import MetadataStore, SqlMetadataStore
 from modelfleet.registry.records import (
     ArtifactRecord,
@@ -35,6 +42,11 @@ __all__ = [
     "Task",
     "Variant",
     "VersionDraft",
+    "current_user",
+    "data_sha256",
+    "git_state",
     "open_artifact_store",
+    "package_version",
     "parse_requirements",
+    "runtime_environment",
 ]

@@ -99,7 +99,7 @@ class ModelRepository:
 
     def _open_registry(self) -> Any:
         if self._registry is None:
-            from modelfleet.registry.registry import Registry
+            from modelfleet.registry import Registry
 
             if self.settings is None:
                 raise RegistryError("no registry configured to resolve model references")
