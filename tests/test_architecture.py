@@ -10,6 +10,7 @@ everything, so it is not a node; ``from modelfleet import __version__`` is an ed
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,22 +22,20 @@ import modelfleet
 
 SRC = Path(modelfleet.__file__).parent
 
-# Lowest first. A package may import only packages of lower layers (never its own layer's
-# siblings): that is what "the arrows point down" means, and it rules out every cycle.
-LAYERS: list[set[str]] = [
-    {"errors", "version", "lazy"},
-    {"refs", "signature", "config"},
-    {"stats", "datasets", "db", "kube"},
-    {"registry"},
-    {"freeze", "serving"},
-    {"client", "sdk"},
-    {"pipeline", "build"},
-    {"jobs"},
-    {"monitor"},
-    {"deploy"},
-    {"cli"},
-    {"__main__"},
-]
+PAGE = Path(__file__).parents[1] / "docs" / "architecture.md"
+
+
+def documented_layers(page: Path) -> list[set[str]]:
+    """The layers table of docs/architecture.md, lowest layer first."""
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", page.read_text(encoding="utf-8"), re.MULTILINE)
+    ranked = sorted((int(rank), set(re.findall(r"`([^`]+)`", names))) for rank, names in rows)
+    return [names for _, names in ranked]
+
+
+# The map is the page: lowest layer first. A package may import only packages of lower
+# layers (never its own layer's siblings): that is what "the arrows point down" means, and
+# it rules out every cycle.
+LAYERS = documented_layers(PAGE)
 # The serving image installs modelfleet[serve] only: the control plane must stay out of it.
 CONTROL_PLANE = {"build", "deploy", "kube", "jobs", "pipeline", "monitor", "cli", "sdk", "freeze"}
 LAYER_OF = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
@@ -183,6 +182,14 @@ def test_serving_imports_no_control_plane_package() -> None:
 def test_stats_stays_below_everything_but_the_tensor_types() -> None:
     used = {imp.edge[1] for imp in imports_in(SRC) if imp.edge[0] == "stats"} - {"stats"}
     assert used <= {"signature", "errors"}
+
+
+def test_the_page_draws_every_layer_once() -> None:
+    ranks = [int(rank) for rank in re.findall(r"^\| (\d+) \|", PAGE.read_text(), re.MULTILINE)]
+    assert ranks == list(range(len(ranks) - 1, -1, -1))  # top first, no gap, no repeat
+    named = [name for layer in LAYERS for name in layer]
+    assert len(named) == len(set(named))
+    assert {"serving", "stats", "db", "kube", "cli"} <= set(named)
 
 
 def test_every_package_on_disk_is_on_the_map() -> None:
