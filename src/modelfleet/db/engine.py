@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from modelfleet.errors import ConfigError, MissingDependencyError
 
@@ -58,8 +58,15 @@ def _create(url: str) -> Engine:
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if path and path != ":memory:":
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    # NullPool: a SQLite connection is cheap, and pooled ones would outlive forks of workers.
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+        # NullPool: a SQLite connection is cheap, and pooled ones would outlive forks of workers.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+    else:
+        # An in-memory database lives as long as its one connection: every user shares it.
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine

@@ -99,7 +99,7 @@ class FsspecArtifactStore:
         sha = hashlib.sha256(data).hexdigest()
         key = digest_key(sha)
         path = self._path(key)
-        if not self._fs.exists(path):
+        if not self._holds(path, sha, len(data)):
             if self._local:
                 self._put_local(path, data)
             else:
@@ -109,6 +109,16 @@ class FsspecArtifactStore:
                     f.write(data)
             logger.debug("stored artifact %s (%d bytes)", key, len(data))
         return StoredArtifact(key=key, uri=self.uri_for(key), sha256=sha, size=len(data))
+
+    def _holds(self, path: str, sha256: str, size: int) -> bool:
+        """Whether ``path`` already holds these bytes. A damaged copy (the error for it tells
+        users to register the model again) is replaced instead of kept."""
+        try:
+            if self._fs.size(path) != size:
+                return False
+            return hashlib.sha256(self._fs.cat_file(path)).hexdigest() == sha256
+        except FileNotFoundError:
+            return False
 
     def _put_local(self, path: str, data: bytes) -> None:
         folder = os.path.dirname(path)
