@@ -23,10 +23,11 @@ from sqlalchemy import select
 
 from modelfleet.config import Settings, load_settings
 from modelfleet.db import StepCacheRow, insert_or_ignore
-from modelfleet.errors import ModelfleetError
+from modelfleet.errors import ConfigError, ModelfleetError
 from modelfleet.pipeline import codec
 from modelfleet.pipeline.steps import Step
 from modelfleet.pipeline.validation import DataValidationError
+from modelfleet.refs import STAGES
 from modelfleet.registry import Registry, parse_requirements
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,16 @@ class Pipeline:
     gate: Sequence[str] = ()
     promote_to: str = "dev"
     source: str | None = None  # the file it was loaded from: what a retrain job runs again
+
+    def __post_init__(self) -> None:
+        # A bad gate or stage fails here, when the pipeline is loaded, not after training
+        # and registering a version it then cannot judge or promote.
+        parse_requirements(list(self.gate))
+        if self.promote_to.lower() not in STAGES:
+            raise ConfigError(
+                f"pipeline {self.name!r}: promote_to={self.promote_to!r} is not a stage",
+                hint=f"use one of {', '.join(STAGES)}",
+            )
 
 
 @dataclass
@@ -125,6 +136,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except ModelfleetError:  # already says what is wrong and how to fix it
+        raise
     except Exception as exc:  # the user's file: report what broke
         raise ModelfleetError(f"importing {file} failed: {type(exc).__name__}: {exc}") from exc
     found = getattr(module, "pipeline", None)

@@ -97,11 +97,21 @@ def to_pandera(schema: DataSchema) -> Any:
         share, label = schema.min_class_share, schema.label
         frame_checks.append(
             pa.Check(
-                lambda df: df[label].value_counts(normalize=True).min() >= share,
+                lambda df: _smallest_class_share(df[label], schema.columns.get(label)) >= share,
                 name=f"class balance >= {share}",
             )
         )
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=True)
+
+
+def _smallest_class_share(labels: Any, column: Column | None) -> float:
+    """The share of the rarest class. Counting only the classes present would let a batch of
+    one class pass, so a class the schema declares but the batch lacks counts as 0, and a
+    batch with fewer than two classes has nothing to balance: 0."""
+    shares = labels.value_counts(normalize=True)
+    if column is not None and column.categories and set(column.categories) - set(shares.index):
+        return 0.0
+    return float(shares.min()) if len(shares) >= 2 else 0.0
 
 
 def validate(frame: Any, schema: DataSchema) -> Any:
