@@ -1,4 +1,4 @@
-"""Hot swap under load, failed swaps, graceful drain on SIGTERM, and several workers."""
+"""Hot swap under load, failed swaps, graceful drain on SIGTERM (workers: test_workers.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import modelfleet as mf
 from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from modelfleet.serving.settings import ModelConfig
-from tests.models import heavy_graph, logistic_pipeline, sum_graph
+from tests.models import heavy_graph, sum_graph
 from tests.servers import free_port, wait_for_port
 from tests.serving.conftest import RunningServer
 
@@ -205,79 +205,6 @@ def test_sigterm_drains_in_flight_requests(
         worker.join(timeout=120)
     assert results == [200, 200, 200]
     assert proc.wait(timeout=60) == 0
-
-
-@pytest.mark.slow
-def test_workers_share_the_port_and_report_whole_metrics(
-    settings: Settings,
-    registry: Registry,
-    cli_server: Callable[..., tuple[subprocess.Popen[bytes], str]],
-) -> None:
-    mf.register(sum_graph(), name="adder", registry=registry)
-    proc, url = cli_server("adder", "--workers", "2")
-    try:
-        for _ in range(40):
-            with httpx.Client(base_url=url) as client:  # a new connection each time
-                response = client.post("/v2/models/adder/infer", json=_row())
-                assert response.status_code == 200
-        for _ in range(30):
-            with httpx.Client(base_url=url) as client:
-                text = client.get("/metrics").text
-            total = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("modelfleet_requests_total{") and 'model="adder"' in line
-            )
-            assert total == 40, text
-        batches = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("modelfleet_batch_rows_count{")
-        )
-        assert batches >= 40 + 2  # 40 requests plus one warm-up per worker
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-
-
-@pytest.mark.slow
-def test_feedback_reaches_predictions_made_by_another_worker(
-    settings: Settings,
-    registry: Registry,
-    cli_server: Callable[..., tuple[subprocess.Popen[bytes], str]],
-) -> None:
-    model, X, y = logistic_pipeline()
-    mf.register(model, name="iris", sample_input=X, registry=registry)
-    proc, url = cli_server("iris", "--workers", "2")
-    try:
-        ids = []
-        for x in X[:30]:
-            with httpx.Client(base_url=url) as client:  # a new connection: any worker
-                body = {
-                    "inputs": [
-                        {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": x.tolist()}
-                    ]
-                }
-                ids.append(client.post("/v2/models/iris/infer", json=body).json()["id"])
-        pids = {rid.split("-")[0] for rid in ids}
-        assert len(pids) == 2, "both workers answered"  # ids carry a per-process prefix
-        time.sleep(1.0)  # both workers write their predictions every 0.5 s
-        accepted = 0
-        for rid, label in zip(ids, y[:30], strict=True):
-            with httpx.Client(base_url=url) as client:
-                response = client.post(
-                    "/v2/models/iris/feedback", json={"request_ids": [rid], "labels": [int(label)]}
-                )
-                assert response.status_code == 200, response.text
-                accepted += response.json()["accepted"]
-        assert accepted == 30
-        time.sleep(1.5)  # each worker re-reads live accuracy every second
-        with httpx.Client(base_url=url) as client:
-            summary = client.get("/monitor/summary").json()["models"][0]
-        assert summary["accuracy"]["labelled_requests"] == 30
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
 
 
 def test_lame_duck_answers_with_connection_close_then_refuses(

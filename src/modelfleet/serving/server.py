@@ -2,34 +2,36 @@
 
 SIGTERM (or Ctrl-C) first drains: readiness turns false, new requests get 503, requests in
 flight finish; then the server exits. A second signal exits at once. With ``workers > 1``
-each worker is its own process with its own sessions, all listening on the same port
-(SO_REUSEPORT), and Prometheus samples are shared through files so ``/metrics`` is whole.
+uvicorn's supervisor (``supervisor.py``) runs one ``DrainingServer`` per process, each with
+its own sessions, all serving one socket bound by the supervisor; Prometheus samples are
+shared through files so ``/metrics`` is whole.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
+from functools import partial
 from types import FrameType
-from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from modelfleet.config import Settings
 from modelfleet.serving.app import ServingApp, create_app
 from modelfleet.serving.core import InferenceCore
-from modelfleet.serving.metrics import ServingMetrics, mark_process_dead
+from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.repository import ModelRepository
 from modelfleet.serving.settings import ServeConfig
+from modelfleet.serving.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
-_STARTUP_FAILED = 3
+_HEALTHCHECK_TIMEOUT_S = 15
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # where prometheus_client shares samples
 
 
 def build_app(config: ServeConfig, settings: Settings | None) -> ServingApp:
@@ -112,31 +114,16 @@ def run_server(config: ServeConfig, settings: Settings | None, *, log_level: str
     server = DrainingServer(_uvicorn_config(app, config, log_level), app)
     server.run()
     if not server.started:
-        raise SystemExit(_STARTUP_FAILED)
+        raise SystemExit(STARTUP_FAILURE)
 
 
-def _reuseport_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def _worker_main(config_json: str, settings_json: str | None, log_level: str) -> None:
+def _worker_server(config_json: str, settings_json: str | None, log_level: str) -> DrainingServer:
+    """Runs in each worker process: its own app, sessions and metrics, on the shared socket."""
     config = ServeConfig.model_validate_json(config_json)
     settings = Settings.model_validate_json(settings_json) if settings_json else None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s [%(process)d] %(message)s")
     app = build_app(config, settings)
-    sock = _reuseport_socket(config.server.host, config.server.port)
-    server = DrainingServer(_uvicorn_config(app, config, log_level), app)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        mark_process_dead(os.getpid())
-    if not server.started:
-        raise SystemExit(_STARTUP_FAILED)
+    return DrainingServer(_uvicorn_config(app, config, log_level), app)
 
 
 def _shared_state_dir(config: ServeConfig) -> tuple[ServeConfig, str | None]:
@@ -149,58 +136,36 @@ def _shared_state_dir(config: ServeConfig) -> tuple[ServeConfig, str | None]:
 
 
 def _supervise(config: ServeConfig, settings: Settings | None, log_level: str) -> None:
-    # Reserve the port (bound, never listening) so every worker joins the same one.
-    reserved = _reuseport_socket(config.server.host, config.server.port)
-    port = reserved.getsockname()[1]
+    parent = uvicorn.Config(
+        # uvicorn's config wants an app; the supervisor loads none, each worker builds its own.
+        "(built in each worker)",
+        host=config.server.host,
+        port=config.server.port,
+        workers=config.server.workers,
+        log_level=log_level,
+        # A new worker imports the serving stack before it can answer a ping: allow for a
+        # busy machine, or the supervisor would take it for hung and kill it.
+        timeout_worker_healthcheck=_HEALTHCHECK_TIMEOUT_S,
+    )
+    sock = parent.bind_socket()  # once, here: every worker serves this one socket
+    port = sock.getsockname()[1]
     config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
     config, state_dir = _shared_state_dir(config)
     metrics_dir = tempfile.mkdtemp(prefix="modelfleet-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    ctx = multiprocessing.get_context("spawn")
-    args = (config.model_dump_json(), settings.model_dump_json() if settings else None, log_level)
-    workers: list[Any] = []
-    stopping = False
-
-    def stop(sig: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in workers:
-            if proc.is_alive() and proc.pid:
-                os.kill(proc.pid, sig)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    logger.info("starting %d workers on %s:%d", config.server.workers, config.server.host, port)
+    os.environ[_MULTIPROC_ENV] = metrics_dir
+    settings_json = settings.model_dump_json() if settings else None
+    factory = partial(_worker_server, config.model_dump_json(), settings_json, log_level)
+    supervisor = Supervisor(parent, [sock], factory)
     try:
-        for _ in range(config.server.workers):
-            proc = ctx.Process(target=_worker_main, args=args, daemon=False)
-            proc.start()
-            workers.append(proc)
-        while not stopping:
-            time.sleep(0.2)
-            for i, proc in enumerate(workers):
-                if not proc.is_alive() and proc.exitcode == _STARTUP_FAILED:
-                    logger.error("a worker could not start; stopping")
-                    stop(signal.SIGTERM, None)
-                elif not proc.is_alive() and not stopping:
-                    logger.warning("worker %s exited (%s); restarting", proc.pid, proc.exitcode)
-                    mark_process_dead(proc.pid)
-                    workers[i] = ctx.Process(target=_worker_main, args=args, daemon=False)
-                    workers[i].start()
-        for proc in workers:
-            proc.join(config.server.drain_timeout_s + 10)
+        supervisor.run()
     finally:
-        _clean_up(workers, reserved, metrics_dir, state_dir)
-
-
-def _clean_up(workers: list[Any], reserved: socket.socket, *dirs: str | None) -> None:
-    for proc in workers:
-        if proc.is_alive():
-            proc.kill()
-    reserved.close()
-    for owned in dirs:
-        if owned is not None:
-            shutil.rmtree(owned, ignore_errors=True)
+        sock.close()
+        os.environ.pop(_MULTIPROC_ENV, None)
+        for owned in (metrics_dir, state_dir):
+            if owned is not None:
+                shutil.rmtree(owned, ignore_errors=True)
+    if supervisor.startup_failed:
+        raise SystemExit(STARTUP_FAILURE)
 
 
 __all__ = ["DrainingServer", "InferenceCore", "build_app", "run_server"]
