@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelfleet.config import Settings, load_settings
-from modelfleet.datasets import LabeledData, decode_sample, encode_sample
+from modelfleet.datasets import LabeledData, decode_sample, encode_sample, read_data
 from modelfleet.errors import AccuracyDropError, ModelfleetError, QuantizeError, RegistryError
 from modelfleet.freeze import (
     ONNX_MEDIA_TYPE,
@@ -142,12 +143,18 @@ def _profile(signature: Signature, profile_from: Any, training_data: Any) -> byt
         return json.dumps(profile_from(signature), sort_keys=True).encode()
     if training_data is None or not signature.inputs:
         return None
+    labels = None
+    if isinstance(training_data, str | os.PathLike):
+        # A file (the CLI's --training-data) is read like every data file: features, and
+        # labels from its label column, which the profile keeps as the class balance.
+        data = read_data(Path(training_data))
+        training_data, labels = data.features, data.labels
     try:
         arrays = prepare_inputs(signature, training_data)
     except ModelfleetError as exc:
         logger.warning("no drift profile: the training data does not fit the signature: %s", exc)
         return None
-    return json.dumps(build_profile(arrays), sort_keys=True).encode()
+    return json.dumps(build_profile(arrays, labels), sort_keys=True).encode()
 
 
 def register_file(
@@ -356,7 +363,7 @@ def quantize(
             labels=labels,
             latency_runs=settings.quantize.latency_runs,
         )
-        if result.before - result.after > allowed:
+        if result.exceeds(allowed):
             raise AccuracyDropError(
                 result.metric,
                 result.before,

@@ -34,7 +34,7 @@ def synthetic_inputs(signature: Signature, rows: int = 8) -> dict[str, np.ndarra
     """Zero-valued inputs following ``signature`` (used to time graphs registered bare)."""
     arrays = {}
     for spec in signature.inputs:
-        shape = tuple(rows if i == 0 and d is None else (d or 1) for i, d in enumerate(spec.shape))
+        shape = tuple((rows if i == 0 else 1) if d is None else d for i, d in enumerate(spec.shape))
         if spec.dtype == STRING:
             arrays[spec.name] = np.full(shape, "", dtype=object)
         else:

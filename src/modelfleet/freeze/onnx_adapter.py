@@ -65,8 +65,10 @@ def graph_signature(model: Any) -> Signature:
             dtype = STRING
         else:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        # dim_value 0 is a fixed, empty axis (set in the proto even though it is the default);
+        # only a dim_param or an unset dim is open-ended.
         dims = tuple(
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None
             for d in tensor.shape.dim
         )
         return TensorSpec(name=value.name, dtype=dtype, shape=dims)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Where int8 pays: the operators that hold weight matrices. Everything else stays float.
 _COMPUTE_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 _CALIBRATION_BATCH = 32
+_DROP_TOLERANCE = 1e-10
 
 
 class Method(StrEnum):
@@ -48,6 +49,18 @@ class Quantized:
     before: float
     after: float
     figures: dict[str, Any]
+
+    def exceeds(self, max_drop: float) -> bool:
+        """True when the metric fell by more than ``max_drop``; a drop of exactly that passes.
+
+        The drop is a difference of two float means, so a drop that is exactly the allowance
+        in decimal (1 wrong row in 50 against ``max_drop=0.02``: ``1.0 - 0.98`` is
+        ``0.020000000000000018``) lands a rounding error above it. The tolerance, relative
+        to the metric's size (r2 can be far from 1), is millions of times that error and
+        still below what one row in a billion weighs in an accuracy.
+        """
+        scale = max(1.0, abs(self.before), abs(self.after))
+        return self.before - self.after > max_drop + _DROP_TOLERANCE * scale
 
 
 @contextlib.contextmanager
