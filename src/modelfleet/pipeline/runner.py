@@ -1,8 +1,8 @@
 """Running a pipeline: chain the steps, reuse cached outputs, register, gate, report.
 
 A step's output is cached under sha256(step name, step code, the params it reads, the
-digests of its inputs), so a re-run skips every step whose code, inputs and params did
-not change, and says so in the report.
+digests of its inputs, the storage format), so a re-run skips every step whose code, inputs
+and params did not change, and says so in the report.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from modelfleet.config import Settings, load_settings
 from modelfleet.db import StepCacheRow, insert_or_ignore
@@ -199,10 +199,10 @@ class _StepCache:
             stored = store.put_bytes(data)
             manifest[name] = {"key": stored.key, "sha256": stored.sha256, "media": media}
         entry = store.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-        # Two runs may finish the same step at once: both stored identical bytes, and the
-        # first index entry stands.
+        now = datetime.now(UTC)
         with self.database.writing() as session:
-            insert_or_ignore(
+            # Two runs may finish the same step at once; either entry is a valid one.
+            inserted = insert_or_ignore(
                 session,
                 StepCacheRow,
                 key=key,
@@ -210,14 +210,29 @@ class _StepCache:
                 artifact_key=entry.key,
                 sha256=entry.sha256,
                 media_type=self.MANIFEST,
-                created_at=datetime.now(UTC),
+                created_at=now,
             )
+            if not inserted:
+                # A run that ignored the cache replaces the entry: a step whose output varies
+                # from run to run (a random seed, a timestamp) would otherwise leave a damaged
+                # entry in place, and `use_cache=False` could never repair it.
+                session.execute(
+                    update(StepCacheRow)
+                    .where(StepCacheRow.key == key)
+                    .values(artifact_key=entry.key, sha256=entry.sha256, created_at=now)
+                )
         return {name: part["sha256"] for name, part in manifest.items()}
 
 
 def _cache_key(step: Step, used: dict[str, Any], inputs: dict[str, str]) -> str:
     payload = json.dumps(
-        {"step": step.name, "code": step.code_hash, "params": used, "inputs": inputs},
+        {
+            "step": step.name,
+            "code": step.code_hash,
+            "params": used,
+            "inputs": inputs,
+            "format": codec.FORMAT,
+        },
         sort_keys=True,
         default=str,
     )
