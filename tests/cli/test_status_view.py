@@ -196,7 +196,13 @@ def test_live_view_refreshes_until_interrupted(server: RunningServer, tmp_path: 
             time.sleep(0.05)
 
     with out.open("w") as stdout:
-        argv = [sys.executable, "-m", "modelfleet", "status", server.url, "--interval", "0.2"]
+        # Ctrl-C raises KeyboardInterrupt in the view whatever this run inherited: a
+        # background job of a non-interactive shell (CI, nohup) starts with SIGINT ignored.
+        start = (
+            "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from modelfleet.cli.app import main; sys.exit(main(sys.argv[1:]))"
+        )
+        argv = [sys.executable, "-c", start, "status", server.url, "--interval", "0.2"]
         view = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env)
         try:
             wait_for(before)
@@ -207,6 +213,8 @@ def test_live_view_refreshes_until_interrupted(server: RunningServer, tmp_path: 
             view.send_signal(signal.SIGINT)
             _, err = view.communicate(timeout=30)
         finally:
-            view.kill()
+            if view.poll() is None:
+                view.kill()
+                view.communicate()
     assert view.returncode == 0, err
     assert err == ""
