@@ -4,6 +4,7 @@
     ├── ConfigError
     ├── MissingDependencyError
     ├── InvalidReferenceError
+    │   └── UnknownStageError
     ├── SignatureError
     ├── RegistryError
     │   ├── ModelNotFoundError
@@ -72,6 +73,18 @@ class InvalidReferenceError(ModelfleetError):
         super().__init__(
             f"invalid model reference {ref!r}: {reason}",
             hint="use 'name', 'name:3' or 'name@prod'",
+        )
+
+
+class UnknownStageError(InvalidReferenceError):
+    """A stage (environment) name that is none of dev, qa, uat and prod."""
+
+    def __init__(self, stage: str, stages: tuple[str, ...]) -> None:
+        self.ref = self.stage = stage
+        # An InvalidReferenceError, so callers that catch bad references still catch it, but
+        # a stage given on its own (--env, --to) is not a model reference: say what it is.
+        ModelfleetError.__init__(
+            self, f"unknown stage {stage!r}", hint=f"use one of {', '.join(stages)}"
         )
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modelfleet.errors import InvalidReferenceError
+from modelfleet.errors import InvalidReferenceError, UnknownStageError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -28,9 +28,7 @@ def parse_stage(value: str) -> Stage:
     try:
         return Stage(value.lower())
     except ValueError:
-        raise InvalidReferenceError(
-            value, f"unknown stage; expected one of {', '.join(STAGES)}"
-        ) from None
+        raise UnknownStageError(value, STAGES) from None
 
 
 def validate_name(name: str) -> str:
@@ -77,5 +75,10 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(validate_name(name), version=int(version))
     if "@" in text:
         name, _, stage = text.partition("@")
-        return ModelRef(validate_name(name), stage=parse_stage(stage))
+        try:
+            return ModelRef(validate_name(name), stage=parse_stage(stage))
+        except UnknownStageError:
+            raise InvalidReferenceError(
+                text, f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}"
+            ) from None
     return ModelRef(validate_name(text))

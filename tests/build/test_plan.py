@@ -146,9 +146,10 @@ def test_labels_carry_the_oci_and_model_identity(
 
 def test_tags_encode_model_version_and_environment(registry: Registry) -> None:
     version = mf.register(sum_graph(), name="Churn_Model", registry=registry)
-    assert image_tag(version, Stage.PROD) == "localhost/modelfleet/churn-model:1-prod"
+    assert image_tag(version, Stage.PROD) == "localhost/modelfleet/churn-model-431ffbc9:1-prod"
     assert (
-        image_tag(version, Stage.DEV, repository="ghcr.io/acme") == "ghcr.io/acme/churn-model:1-dev"
+        image_tag(version, Stage.DEV, repository="ghcr.io/acme")
+        == "ghcr.io/acme/churn-model-431ffbc9:1-dev"
     )
     tags = {image_tag(version, stage) for stage in Stage}
     assert len(tags) == len(Stage)  # one image per environment, never shared
@@ -207,7 +208,7 @@ def test_cli_build_explains_bad_environments_and_engines(
     monkeypatch.setenv("MODELFLEET_HOME", str(settings.home))
     env = _cli_error(capsys, ["build", "adder:1", "--env", "staging", "--engine", "none"])
     assert "'staging'" in env
-    assert "expected one of dev, qa, uat, prod" in env
+    assert "use one of dev, qa, uat, prod" in env
     engine = _cli_error(capsys, ["build", "adder:1", "--env", "qa", "--engine", "kaniko"])
     assert "unknown engine 'kaniko'; use auto, podman, docker, buildah or none" in engine
     ghost = _cli_error(capsys, ["build", "adder:2", "--env", "qa", "--engine", "none"])

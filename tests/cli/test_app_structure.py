@@ -23,6 +23,7 @@ TOP_LEVEL = [
     "status",
     "freeze",
     "quantize",
+    "gc",
     "worker",
     "feedback",
     "register",
@@ -128,7 +129,7 @@ def test_only_the_entry_points_import_the_app() -> None:
 def test_command_modules_do_not_import_each_other() -> None:
     graph = _import_graph()
     commands = {module for module in graph if module.endswith("_cmds")}
-    assert len(commands) == 7
+    assert len(commands) == 8
     for module in commands:
         assert graph[module] & commands == set(), module
 

@@ -65,7 +65,7 @@ def test_the_kserve_variant_is_a_namespace_and_one_inference_service() -> None:
     assert list(objects) == ["Namespace", "InferenceService"]
     isvc = objects["InferenceService"]
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
-    assert isvc["metadata"]["name"] == "churn-model"
+    assert isvc["metadata"]["name"] == "churn-model-431ffbc9"
     assert isvc["metadata"]["namespace"] == "modelfleet-prod"
     assert isvc["metadata"]["annotations"] == {"modelfleet.io/model": "Churn_Model:3"}
     validate(objects["Namespace"])

@@ -32,7 +32,7 @@ def test_every_core_object_is_valid_strict(version: str) -> None:
 def test_deployment_is_hardened_probed_and_drained() -> None:
     objects = rendered(make_spec())
     deployment = objects["Deployment"]
-    assert deployment["metadata"]["name"] == "churn-model"
+    assert deployment["metadata"]["name"] == "churn-model-431ffbc9"
     assert deployment["metadata"]["namespace"] == "modelfleet-prod"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
@@ -177,11 +177,17 @@ def test_each_serve_config_is_its_own_configmap_so_rollbacks_find_theirs() -> No
 
     v3, v4 = rendered(make_spec()), rendered(make_spec(version=4, artifact_sha256="cd" * 32))
     name3 = v3["ConfigMap"]["metadata"]["name"]
-    assert name3.startswith("churn-model-serve-") and name3 != v4["ConfigMap"]["metadata"]["name"]
+    assert (
+        name3.startswith("churn-model-431ffbc9-serve-")
+        and name3 != v4["ConfigMap"]["metadata"]["name"]
+    )
     assert rendered(make_spec())["ConfigMap"]["metadata"]["name"] == name3  # deterministic
     volumes = v3["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "serve-config", "configMap": {"name": name3}} in volumes
-    assert v3["ConfigMap"]["metadata"]["labels"]["modelfleet.io/serve-config"] == "churn-model"
+    assert (
+        v3["ConfigMap"]["metadata"]["labels"]["modelfleet.io/serve-config"]
+        == "churn-model-431ffbc9"
+    )
     profiled = rendered(make_spec(profile=True))["ConfigMap"]["data"]["serve.yaml"]
     config = ServeConfig.model_validate(yaml.safe_load(profiled))
     assert config.models[0].watch.profile == "/opt/modelfleet/profile.json"

@@ -106,13 +106,13 @@ def test_the_configmap_name_follows_its_content_only() -> None:
     assert config_map_name(base) not in names
     text = rendered(base)["ConfigMap"]["data"]["serve.yaml"]
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    assert config_map_name(base) == f"churn-model-serve-{digest}"
+    assert config_map_name(base) == f"churn-model-431ffbc9-serve-{digest}"
 
 
 def test_the_configmap_is_labelled_so_old_ones_can_be_pruned() -> None:
     objects = rendered(make_spec())
     config_map = objects["ConfigMap"]
-    assert config_map["metadata"]["labels"]["modelfleet.io/serve-config"] == "churn-model"
+    assert config_map["metadata"]["labels"]["modelfleet.io/serve-config"] == "churn-model-431ffbc9"
     assert config_map["metadata"]["namespace"] == objects["Deployment"]["metadata"]["namespace"]
     volumes = {v["name"]: v for v in pod_of(objects)["volumes"]}
     assert volumes["serve-config"]["configMap"]["name"] == config_map["metadata"]["name"]
@@ -175,7 +175,7 @@ def test_the_configmap_name_of_a_known_spec_is_pinned() -> None:
     # The name is a digest of the YAML text: any change to how the config is written gives
     # every deployed model a new ConfigMap and a rollout on its next deploy. Change this
     # value only on purpose, and say so in the release notes.
-    assert config_map_name(make_spec()) == "churn-model-serve-891e03642e"
+    assert config_map_name(make_spec()) == "churn-model-431ffbc9-serve-891e03642e"
 
 
 def test_a_metric_the_server_cannot_read_is_refused_before_anything_is_written() -> None:

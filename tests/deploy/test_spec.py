@@ -19,10 +19,10 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
     ("model", "name"),
     [
         ("churn", "churn"),
-        ("Churn_Model", "churn-model"),
-        ("fraud.detector v2", "fraud-detector-v2"),
-        ("--edge--", "edge"),
-        ("Ünïcode", "n-code"),
+        ("Churn_Model", "churn-model-431ffbc9"),
+        ("fraud.detector v2", "fraud-detector-v2-bead6807"),
+        ("--edge--", "edge-38e00fb2"),
+        ("Ünïcode", "n-code-00b24be8"),
     ],
 )
 def test_model_names_become_dns_labels(model: str, name: str) -> None:

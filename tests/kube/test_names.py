@@ -18,11 +18,11 @@ DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
     ("given", "expected"),
     [
         ("churn", "churn"),
-        ("Churn_Model.v2", "churn-model-v2"),
-        ("--fraud--", "fraud"),
-        ("credit score (EU)", "credit-score-eu"),
-        ("modèle", "mod-le"),
-        ("a__b..c", "a-b-c"),
+        ("Churn_Model.v2", "churn-model-v2-f7dbe5ed"),
+        ("--fraud--", "fraud-af1059af"),
+        ("credit score (EU)", "credit-score-eu-e9556f55"),
+        ("modèle", "mod-le-bf5d8ba8"),
+        ("a__b..c", "a-b-c-273fe225"),
         ("7", "7"),
     ],
 )
@@ -32,11 +32,13 @@ def test_names_become_dns_1123_labels(given: str, expected: str) -> None:
 
 
 def test_long_names_are_cut_to_53_and_never_end_in_a_dash() -> None:
-    assert k8s_name("x" * 80) == "x" * 53
-    # The cut lands right after a separator: the dash it leaves is dropped too.
+    assert k8s_name("x" * 80) == "x" * 44 + "-d929cdee"
+    # A changed name is cut to leave room for its suffix, and the result stays within 53.
     cut = k8s_name("a" * 52 + "_tail")
-    assert cut == "a" * 52
+    assert cut.startswith("a" * 44 + "-")
+    assert len(cut) <= 53
     assert DNS_1123_LABEL.fullmatch(cut)
+    assert k8s_name("a" * 43 + "_" + "b" * 10).startswith("a" * 43 + "-")  # no double dash
 
 
 @pytest.mark.parametrize("given", ["", "___", "…", "--"])

@@ -353,7 +353,7 @@ def test_prometheus_rule_resource_carries_the_same_rules(tmp_path: Path) -> None
     assert resource["apiVersion"] == "monitoring.coreos.com/v1"
     assert resource["kind"] == "PrometheusRule"
     assert resource["metadata"] == {
-        "name": "modelfleet-churn-model",
+        "name": "modelfleet-churn-model-431ffbc9",
         "namespace": "observability",
         "labels": {
             "app.kubernetes.io/part-of": "modelfleet",

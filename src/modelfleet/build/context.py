@@ -8,8 +8,10 @@ writable /tmp, and answers its HEALTHCHECK on the V2 readiness endpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,12 @@ PROFILE_PATH = "/opt/modelfleet/profile.json"
 # Predictions and logs live on the pod's 64 MiB in-memory /tmp: keep them well inside.
 IMAGE_MONITORING = MonitoringConfig(max_predictions=100_000, log_max_bytes=4 << 20, log_backups=1)
 CONFIG_PATH = "/etc/modelfleet/serve.yaml"
+# A path component of an image name (OCI distribution spec) is lower-case runs joined by
+# '.', '_', '__' or dashes. Names that contain no '_' and are valid as they are were used
+# unchanged before (the old mapping only lowered case and turned '_' into '-'), so their
+# images keep their tags; every other name needs a suffix to stay apart from them.
+_PLAIN_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|-+)[a-z0-9]+)*")
+_NOT_IN_COMPONENT = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass
@@ -86,8 +94,22 @@ def image_tag(
     version: ModelVersion, environment: Stage, repository: str = "localhost/modelfleet"
 ) -> str:
     """``localhost/modelfleet/<name>:<version>-<environment>``: one tag per image identity."""
-    name = version.name.lower().replace("_", "-")
-    return f"{repository}/{name}:{version.version}-{environment.value}"
+    return f"{repository}/{_image_name(version.name)}:{version.version}-{environment.value}"
+
+
+def _image_name(model: str) -> str:
+    """The image repository component of a model: a different one for each model name.
+
+    A lower-case name that is already a valid component is used as it is, so the images of
+    such models keep their tags. Any other name ('Churn-A', 'churn_a', 'churn-', 'churn..v2')
+    is cleaned to lower-case words joined by '-' and ends in 8 hex of its sha256: the
+    registry keeps those names apart, so their images must not overwrite each other.
+    """
+    if _PLAIN_COMPONENT.fullmatch(model):
+        return model
+    cleaned = _NOT_IN_COMPONENT.sub("-", model.lower()).strip("-")
+    digest = hashlib.sha256(model.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned}-{digest}" if cleaned else digest
 
 
 def plan_build(

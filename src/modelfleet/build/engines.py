@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelfleet.errors import BuildError
 
@@ -82,8 +82,23 @@ class CliEngine:
         data = json.loads(_run([*command, tag], what=f"{self.name} inspect"))
         record = data[0] if isinstance(data, list) else data
         digest = record.get("Digest") or record.get("FromImageDigest") or record.get("Id", "")
-        size = int(record.get("Size") or record.get("VirtualSize") or 0)
+        size = int(record.get("Size") or record.get("VirtualSize") or _manifest_size(record))
         return ImageInfo(tag=tag, digest=str(digest), size=size)
+
+
+def _manifest_size(record: dict[str, Any]) -> int:
+    """Layers plus config as the image's manifest lists them (buildah reports no size).
+
+    Images built locally keep their layers uncompressed, so this matches the size podman
+    shows for them; for a pulled image it is the compressed size of its layers.
+    """
+    try:
+        manifest = json.loads(record.get("Manifest") or "{}")
+        blobs = [*manifest.get("layers", []), manifest.get("config", {})]
+        return sum(int(blob.get("size", 0)) for blob in blobs)
+    except (TypeError, ValueError, AttributeError):
+        logger.debug("no readable manifest to size the image from")
+        return 0
 
 
 def find_engine(choice: str = "auto") -> ImageEngine | None:

@@ -15,11 +15,13 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 
 from modelfleet.cli import (
     build_cmds,
     deploy_cmds,
     freeze_cmds,
+    gc_cmds,
     jobs_cmds,
     monitor_cmds,
     registry_cmds,
@@ -44,6 +46,7 @@ app.callback()(global_options)
 app.add_typer(build_cmds.app)
 app.add_typer(deploy_cmds.app)
 app.add_typer(freeze_cmds.app)
+app.add_typer(gc_cmds.app)
 app.add_typer(jobs_cmds.app)
 app.add_typer(monitor_cmds.app)
 app.add_typer(registry_cmds.app)
@@ -66,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModelfleetError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # The message quotes what the user typed and hints like 'modelfleet[build]': only
+        # the prefix is markup.
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True
+        )
         return 1
     except KeyboardInterrupt:
         return 130

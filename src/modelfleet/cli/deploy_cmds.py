@@ -161,11 +161,11 @@ def rollback_command(
     timeout: Annotated[float, typer.Option(help="rollout timeout, seconds")] = 300,
 ) -> None:
     """Return a deployed model to its previous revision and wait for the rollout."""
-    from modelfleet.deploy import rollback, wait_rollout
+    from modelfleet.deploy import check_namespace, rollback, wait_rollout
     from modelfleet.kube import Cluster, k8s_name
 
     stage = parse_stage(env)
-    ns = namespace or f"modelfleet-{stage.value}"
+    ns = check_namespace(namespace or f"modelfleet-{stage.value}")
     cluster = Cluster.connect(kubeconfig)
     revision = rollback(cluster, k8s_name(name), ns)
     final = wait_rollout(cluster, k8s_name(name), ns, timeout=timeout)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelfleet.registry import ArtifactRecord, ModelVersion
@@ -37,11 +38,12 @@ def emit_json(value: Any) -> None:
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     """A rich table with the given columns."""
-    out = Table(title=title, title_justify="left", header_style="bold")
+    # Titles and cells carry names, paths and messages: none of it is markup.
+    out = Table(title=escape(title), title_justify="left", header_style="bold")
     for column in columns:
-        out.add_column(column, overflow="fold")
+        out.add_column(escape(column), overflow="fold")
     for row in rows:
-        out.add_row(*("" if cell is None else str(cell) for cell in row))
+        out.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
     return out
 
 
@@ -115,19 +117,23 @@ def artifact_rows(artifacts: Sequence[ArtifactRecord]) -> list[list[Any]]:
 def show_version(version: ModelVersion) -> None:
     """Everything recorded about a version, for people."""
     console.print(
-        f"[bold]{version.ref}[/]  ({version.framework} {version.framework_version}, "
-        f"{version.task.value}, {version.variant.value})"
+        f"[bold]{escape(version.ref)}[/]  ({escape(version.framework)} "
+        f"{escape(version.framework_version)}, {version.task.value}, {version.variant.value})"
     )
-    console.print(f"  stages:     {', '.join(version.stages) or '-'}")
-    console.print(f"  signature:  {version.signature.describe()}")
-    console.print(f"  metrics:    {metrics_text(version.metrics) or '-'}")
-    console.print(f"  params:     {json.dumps(version.params) if version.params else '-'}")
-    console.print(f"  tags:       {json.dumps(version.tags) if version.tags else '-'}")
     lineage = version.lineage.model_dump(exclude_none=True, exclude_defaults=True)
-    console.print(f"  lineage:    {json.dumps(lineage) if lineage else '-'}")
-    console.print(f"  created:    {version.created_at.isoformat()} by {version.created_by}")
+    fields = {
+        "stages": ", ".join(version.stages) or "-",
+        "signature": version.signature.describe(),
+        "metrics": metrics_text(version.metrics) or "-",
+        "params": json.dumps(version.params) if version.params else "-",
+        "tags": json.dumps(version.tags) if version.tags else "-",
+        "lineage": json.dumps(lineage) if lineage else "-",
+        "created": f"{version.created_at.isoformat()} by {version.created_by}",
+    }
     if version.verification:
-        console.print(f"  freeze:     {json.dumps(version.verification)}")
+        fields["freeze"] = json.dumps(version.verification)
+    for label, text in fields.items():
+        console.print(f"  {label + ':':<11} {escape(text)}")
     console.print(
         table(
             "artifacts", ("role", "type", "size", "sha256", "uri"), artifact_rows(version.artifacts)

@@ -54,7 +54,11 @@ def register(
     tag: Annotated[list[str] | None, typer.Option(help="tag key=value (repeatable)")] = None,
     task: Annotated[str | None, typer.Option(help="classification, regression or other")] = None,
     training_data: Annotated[
-        Path | None, typer.Option(help="training data file; its sha256 is recorded as lineage")
+        Path | None,
+        typer.Option(
+            help="training data (.npz/.npy/.csv): its sha256 is recorded as lineage and its "
+            "profile is what drift is measured against"
+        ),
     ] = None,
     trust: Annotated[bool, typer.Option(help="allow pickle/joblib files (they run code)")] = False,
     no_freeze: Annotated[bool, typer.Option("--no-freeze", help="store the source only")] = False,
@@ -82,7 +86,15 @@ def register(
         emit_json(version)
     else:
         frozen = "frozen to ONNX" if version.artifact("onnx") else "not frozen"
-        console.print(f"registered [bold]{version.ref}[/] ({version.framework}, {frozen})")
+        drift = (
+            "drift profile stored"
+            if version.artifact("profile")
+            else "no drift profile: pass --training-data FILE to monitor drift"
+        )
+        console.print(
+            f"registered [bold]{version.ref}[/] ({version.framework}, {frozen}, {drift})",
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,9 @@ from modelfleet.errors import ConfigError
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
+
+# A token label stays one shell word and one field of ``name:sha256:scopes``.
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 @app.command()
@@ -99,10 +103,31 @@ def reload(
 def token(
     name: Annotated[str, typer.Option(help="a label for the token")] = "client",
     scopes: Annotated[str, typer.Option(help="infer, admin or infer+admin")] = "infer",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Create a bearer token; the server is configured with its sha256 only."""
-    from modelfleet.serving import new_token
+    from modelfleet.serving import new_token, parse_tokens
 
+    if not _TOKEN_NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid token name {name!r}",
+            hint="use 1-100 letters, digits, '.', '_' or '-'",
+        )
     value, digest = new_token()
-    console.print(f"token (give to the client, shown once): {value}")
-    console.print(f"server entry: MODELFLEET_SERVE_TOKENS={name}:{digest}:{scopes}")
+    entry = f"{name}:{digest}:{scopes}"
+    try:  # the server reads this entry: refuse what it would not read back as given
+        parsed = parse_tokens(entry)
+    except ConfigError:
+        parsed = ()
+    if len(parsed) != 1 or "+".join(parsed[0].scopes) != scopes:
+        raise ConfigError(
+            f"invalid token scopes {scopes!r}", hint="use infer, admin or infer+admin"
+        )
+    if as_json:
+        shown = {"name": name, "scopes": list(parsed[0].scopes), "token": value, "sha256": digest}
+        emit_json({**shown, "entry": entry})
+        return
+    # Never wrapped: a piped console is 80 columns wide, and a line broken inside the
+    # digest would configure a token nobody holds.
+    console.print(f"token (give to the client, shown once): {value}", soft_wrap=True, markup=False)
+    console.print(f"server entry: MODELFLEET_SERVE_TOKENS={entry}", soft_wrap=True, markup=False)

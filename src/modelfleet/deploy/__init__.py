@@ -19,7 +19,7 @@ from modelfleet.deploy.apply import (
 )
 from modelfleet.deploy.crds import Metadata, PrometheusRule, PrometheusRuleSpec, RuleGroup
 from modelfleet.deploy.manifests import Manifest, render, to_dict, write
-from modelfleet.deploy.spec import DeploySpec, parse_autoscale
+from modelfleet.deploy.spec import DeploySpec, check_image, check_namespace, parse_autoscale
 
 __all__ = [
     "DeploySpec",
@@ -29,6 +29,8 @@ __all__ = [
     "PrometheusRuleSpec",
     "Rollout",
     "RuleGroup",
+    "check_image",
+    "check_namespace",
     "list_deployments",
     "parse_autoscale",
     "prune_serve_configs",

@@ -10,8 +10,53 @@ from modelfleet.kube import check_quantity, k8s_name, quantity_amount
 from modelfleet.refs import Stage
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# A namespace is a DNS-1123 label (Kubernetes' IsDNS1123Label): at most 63 characters.
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+# An image reference as the OCI distribution grammar (distribution/reference) writes it:
+# [host[:port]/]path[:tag][@digest], path components lower case, names at most 255 chars.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_IMAGE_NAME = re.compile(rf"(?:{_HOST}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
+_IMAGE_TAG = re.compile(r"\w[\w.-]{0,127}", re.ASCII)
+_IMAGE_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_IMAGE_NAME_MAX = 255
 # The graph variants a server can load (modelfleet.registry.records.Variant).
 VARIANTS = ("fp32", "fp16", "int8")
+
+
+def check_namespace(namespace: str) -> str:
+    """Validate a Kubernetes namespace (a DNS-1123 label); returns it."""
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise DeployError(
+            f"invalid namespace {namespace!r}",
+            hint="a namespace is 1-63 lower-case letters, digits and '-', starting and "
+            "ending with a letter or digit",
+        )
+    return namespace
+
+
+def check_image(image: str) -> str:
+    """Validate an OCI image reference (``host:5000/team/model:tag@sha256:…``); returns it."""
+    rest, _, digest = image.partition("@")
+    name, tag = rest, ""
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:  # a ':' after the last '/' starts the tag, not a registry port
+        name, tag = rest[:colon], rest[colon + 1 :]
+    ok = (
+        len(name) <= _IMAGE_NAME_MAX
+        and _IMAGE_NAME.fullmatch(name) is not None
+        and (colon <= slash or _IMAGE_TAG.fullmatch(tag) is not None)
+        and ("@" not in image or _IMAGE_DIGEST.fullmatch(digest) is not None)
+    )
+    if not ok:
+        raise DeployError(
+            f"invalid image {image!r}",
+            hint="give an OCI image reference such as registry.example.com/team/model:3-prod "
+            "(lower-case path, tag of letters, digits, '_', '.' and '-', optional @sha256:…)",
+        )
+    return image
 
 
 def _within_limit(request: str, limit: str | None, what: str, flag: str) -> None:
@@ -52,6 +97,9 @@ class DeploySpec:
     profile: bool = False  # the image carries the training profile (drift is scored)
 
     def __post_init__(self) -> None:
+        check_image(self.image)
+        if self.namespace is not None:
+            check_namespace(self.namespace)
         self._check_artifact()
         self._check_scaling()
         self._check_resources()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from decimal import Decimal
 
@@ -11,16 +12,32 @@ from modelfleet.kube.client import require_kubernetes
 # A DNS-1123 label allows 63 characters; 53 leaves room for the suffixes controllers add
 # (a ReplicaSet's pod-template hash, a pod's random tail) to names derived from ours.
 NAME_MAX = 53
+# The API server's rule for a label (apimachinery IsDNS1123Label).
+_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _NOT_IN_NAME = re.compile(r"[^a-z0-9-]+")
+_DIGEST_CHARS = 8
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
 
 def k8s_name(name: str) -> str:
-    """A DNS-1123 label from any name: lower case, '-' for anything else, 1-53 chars."""
-    cleaned = _NOT_IN_NAME.sub("-", name.lower()).strip("-")[:NAME_MAX].strip("-")
+    """A DNS-1123 label of at most 53 characters for ``name``, a different one for each name.
+
+    A name that already is such a label is kept as it is, so existing objects keep their
+    names. Any other name is cleaned (lower case, '-' for the rest, cut to fit) and ends in
+    8 hex of its sha256: 'Churn-A', 'churn_a' and 'churn-a' are three models in the registry,
+    and must not become one Deployment.
+    """
+    if len(name) <= NAME_MAX and _DNS_1123_LABEL.fullmatch(name):
+        return name
+    cleaned = _NOT_IN_NAME.sub("-", name.lower()).strip("-")
     if not cleaned:
-        raise DeployError(f"cannot derive a Kubernetes name from {name!r}")
-    return cleaned
+        raise DeployError(
+            f"cannot derive a Kubernetes name from {name!r}",
+            hint="name it with at least one ASCII letter or digit",
+        )
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    readable = cleaned[: NAME_MAX - _DIGEST_CHARS - 1].rstrip("-")
+    return f"{readable}-{digest}"
 
 
 def quantity_amount(value: str) -> Decimal | None:

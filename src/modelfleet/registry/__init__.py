@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from modelfleet.registry.artifacts import ArtifactStore, FsspecArtifactStore, open_artifact_store
+from modelfleet.registry.artifacts import (
+    ArtifactStore,
+    FsspecArtifactStore,
+    Garbage,
+    StoredFile,
+    open_artifact_store,
+)
 from modelfleet.registry.lineage import (
     current_user,
     data_sha256,
@@ -22,14 +28,23 @@ from modelfleet.registry.records import (
     Variant,
     VersionDraft,
 )
-from modelfleet.registry.registry import ArtifactPayload, Registry
+from modelfleet.registry.registry import (
+    GC_DEFAULT_AGE_S,
+    ArtifactPayload,
+    GcReport,
+    Registry,
+    collect_garbage,
+)
 from modelfleet.registry.requirements import Requirement, parse_requirements
 
 __all__ = [
+    "GC_DEFAULT_AGE_S",
     "ArtifactPayload",
     "ArtifactRecord",
     "ArtifactStore",
     "FsspecArtifactStore",
+    "Garbage",
+    "GcReport",
     "Lineage",
     "MetadataStore",
     "ModelSummary",
@@ -39,9 +54,11 @@ __all__ = [
     "Role",
     "SqlMetadataStore",
     "StageEvent",
+    "StoredFile",
     "Task",
     "Variant",
     "VersionDraft",
+    "collect_garbage",
     "current_user",
     "data_sha256",
     "git_state",

@@ -2,7 +2,8 @@
 
 A file becomes visible under its final key only once it is whole (fsspec transactions: a
 temporary file renamed on the local disk, a multipart upload completed on S3), and every
-read checks the bytes against the digest recorded in the registry.
+read checks the bytes against the digest recorded in the registry. :meth:`list_files` and
+:meth:`delete` are what the registry's garbage collection works with.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +31,11 @@ from modelfleet.errors import (
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+# Where a local put writes before its rename; a killed writer leaves the file behind.
+TEMP_PREFIX = ".incoming-"
+_BLOB_KEY = re.compile(r"sha256/([0-9a-f]{2})/(\1[0-9a-f]{62})")
+# fsspec filesystems name a file's last change differently: local, S3, GCS/Azure, memory.
+_MODIFIED_FIELDS = ("mtime", "LastModified", "last_modified", "updated", "created")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,36 @@ class StoredArtifact:
     uri: str
     sha256: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file found in the store: its key, size and last change (None if the store hides it)."""
+
+    key: str
+    size: int
+    modified: float | None
+
+    @property
+    def temporary(self) -> bool:
+        """A write's temporary file, never a finished artifact."""
+        return self.key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+
+    @property
+    def sha256(self) -> str | None:
+        """The digest a finished artifact is stored under, None for any other file."""
+        match = _BLOB_KEY.fullmatch(self.key)
+        return match.group(2) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """A file nothing references: an ``orphan`` artifact or a ``temporary`` write's leftover."""
+
+    key: str
+    kind: str
+    size: int
+    age_s: float
 
 
 class ArtifactStore(Protocol):
@@ -58,6 +97,14 @@ class ArtifactStore(Protocol):
 
     def uri_for(self, key: str) -> str:
         """Full location of ``key``."""
+        ...
+
+    def list_files(self) -> Iterator[StoredFile]:
+        """Every file under the store's ``sha256/`` folder, temporary ones included."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the file under ``key``; a file already gone is not an error."""
         ...
 
 
@@ -99,7 +146,9 @@ class FsspecArtifactStore:
         sha = hashlib.sha256(data).hexdigest()
         key = digest_key(sha)
         path = self._path(key)
-        if not self._holds(path, sha, len(data)):
+        if self._holds(path, sha, len(data)):
+            self._touch(path)
+        else:
             if self._local:
                 self._put_local(path, data)
             else:
@@ -119,6 +168,16 @@ class FsspecArtifactStore:
             return hashlib.sha256(self._fs.cat_file(path)).hexdigest() == sha256
         except FileNotFoundError:
             return False
+
+    def _touch(self, path: str) -> None:
+        """Mark reused bytes as fresh: garbage collection spares unreferenced files only
+        while they are young, and these may be an orphan a registration now refers to.
+        Object stores cannot change a modification time; see ``collect_garbage``."""
+        if self._local:
+            try:
+                os.utime(path)
+            except OSError as exc:
+                logger.debug("could not refresh %s: %s", path, exc)
 
     def _put_local(self, path: str, data: bytes) -> None:
         folder = os.path.dirname(path)
@@ -166,6 +225,42 @@ class FsspecArtifactStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return dest
+
+    def list_files(self) -> Iterator[StoredFile]:
+        """Every file under ``sha256/``, with its size and modification time."""
+        try:
+            found = self._fs.find(self._path("sha256"), detail=True, withdirs=False)
+        except FileNotFoundError:
+            return
+        prefix = f"{self._root}/"
+        for path, info in sorted(found.items()):
+            name = str(info.get("name", path))
+            if info.get("type", "file") == "file" and name.startswith(prefix):
+                yield StoredFile(name[len(prefix) :], int(info.get("size") or 0), _modified(info))
+
+    def delete(self, key: str) -> None:
+        """Remove the file under ``key`` (already gone is fine: two collectors may race)."""
+        try:
+            self._fs.rm_file(self._path(key))
+        except FileNotFoundError:
+            return
+        logger.debug("deleted %s", self.uri_for(key))
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """The listing's last-change time as epoch seconds, whichever field the store uses."""
+    for field in _MODIFIED_FIELDS:
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def _protocols(fs: Any) -> set[str]:

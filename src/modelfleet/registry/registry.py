@@ -2,20 +2,35 @@
 
 Writes go artifacts first (content-addressed, so a failed registration leaves at most an
 unreferenced blob), then metadata in one transaction, so a version is visible only whole.
+:func:`collect_garbage` finds (and removes) those unreferenced blobs and stray temp files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
+
 from modelfleet.config import Settings
-from modelfleet.db import Database
-from modelfleet.errors import PromotionRefusedError, RegistryError
+from modelfleet.db import ArtifactRow, Database, JobRow, StepCacheRow
+from modelfleet.errors import (
+    ArtifactCorruptedError,
+    ArtifactNotFoundError,
+    PromotionRefusedError,
+    RegistryError,
+)
 from modelfleet.refs import ModelRef, Stage, parse_ref
-from modelfleet.registry.artifacts import ArtifactStore, open_artifact_store
+from modelfleet.registry.artifacts import (
+    ArtifactStore,
+    Garbage,
+    StoredFile,
+    open_artifact_store,
+)
 from modelfleet.registry.lineage import current_user
 from modelfleet.registry.metadata import MetadataStore, SqlMetadataStore
 from modelfleet.registry.records import (
@@ -192,3 +207,94 @@ class Registry:
                 f"{version.ref} has no {role} artifact (it has: {roles})", hint=hint
             )
         return record.key, record.sha256
+
+
+# An unreferenced file younger than this may belong to a write in flight: a registration
+# stores its artifacts before it commits the version that references them.
+GC_MIN_AGE_S = 60.0
+GC_DEFAULT_AGE_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What garbage collection found; ``deleted`` says whether it removed it."""
+
+    store: str
+    garbage: tuple[Garbage, ...]
+    deleted: bool
+    referenced: int  # artifacts kept because a version, job log or cached step names them
+    young: int  # unreferenced files kept: younger than the safe age
+    undated: int  # unreferenced files kept: the store gives no modification time
+
+    @property
+    def size(self) -> int:
+        """Bytes the garbage takes."""
+        return sum(g.size for g in self.garbage)
+
+
+def collect_garbage(
+    registry: Registry,
+    *,
+    delete: bool = False,
+    min_age_s: float = GC_DEFAULT_AGE_S,
+    now: float | None = None,
+) -> GcReport:
+    """Find (and with ``delete`` remove) unreferenced artifacts and temporary files.
+
+    Referenced: named by a version, a job's log, a step-cache entry or its manifest. The
+    store is listed before references are read, so a version committed meanwhile protects
+    its files; files younger than ``min_age_s`` may be writes not yet committed. Reused bytes
+    turn young again on local stores; object stores cannot, so there a registration storing
+    an old orphan's bytes during gc could lose them (register again to repair)."""
+    if min_age_s < GC_MIN_AGE_S:
+        raise RegistryError(
+            f"minimum age {min_age_s:g} s is too short to be safe",
+            hint=f"give {GC_MIN_AGE_S:g} s or more: younger files may be writes in flight",
+        )
+    files = list(registry.artifacts.list_files())
+    referenced = _referenced(registry)
+    clock = time.time() if now is None else now  # wall clock: compared with file times
+    garbage: list[Garbage] = []
+    kept = {"referenced": 0, "young": 0, "undated": 0}
+    for found in files:
+        kind = _garbage_kind(found, referenced)
+        if kind is None:
+            kept["referenced"] += found.sha256 is not None
+        elif found.modified is None:
+            kept["undated"] += 1
+        elif clock - found.modified < min_age_s:
+            kept["young"] += 1
+        else:
+            garbage.append(Garbage(found.key, kind, found.size, clock - found.modified))
+    if delete:
+        for item in garbage:
+            registry.artifacts.delete(item.key)
+        logger.info("deleted %d unreferenced files from %s", len(garbage), registry.artifacts.url)
+    return GcReport(registry.artifacts.url, tuple(garbage), delete, **kept)
+
+
+def _garbage_kind(found: StoredFile, referenced: set[str]) -> str | None:
+    if found.temporary:
+        return "temporary"
+    if found.sha256 is None or found.sha256 in referenced:
+        return None  # referenced, or a file the store did not write: never touched
+    return "orphan"
+
+
+def _referenced(registry: Registry) -> set[str]:
+    """Digests of every artifact something in the database points at."""
+    with registry.database.reading() as session:
+        digests = set(session.scalars(select(ArtifactRow.sha256)))
+        logs = session.scalars(select(JobRow.log_key).where(JobRow.log_key.is_not(None)))
+        digests |= {key.rsplit("/", 1)[-1] for key in logs if key}
+        cached = session.execute(select(StepCacheRow.artifact_key, StepCacheRow.sha256)).all()
+    for key, sha256 in cached:
+        digests.add(sha256)
+        try:
+            manifest = json.loads(registry.artifacts.get_bytes(key, sha256))
+        except (ArtifactNotFoundError, ArtifactCorruptedError, ValueError) as exc:
+            # Nothing can read the outputs of an entry whose manifest is lost.
+            logger.warning("step cache manifest %s unreadable: %s", key, exc)
+            continue
+        digests |= {str(part["sha256"]) for part in manifest.values()}
+    return digests
