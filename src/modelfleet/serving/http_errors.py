@@ -8,12 +8,14 @@ writes ASGI messages itself, and the Starlette routes (through their exception h
     other ModelfleetError           500
     anything else                   500, message hidden, logged with its traceback
     routing (no route, method)      404 / 405 with a message pointing at /docs
+    HTTP layer (before any route)   400 malformed, 408 too slow, 414 long URL, 431 big headers
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import Enum
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -40,6 +42,20 @@ class ErrorReply:
     def header_dict(self) -> dict[str, str]:
         """The headers as Starlette's ``Response`` takes them."""
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers}
+
+
+class HttpProblem(Enum):
+    """What the HTTP layer refuses before a request reaches a route; the value is its status."""
+
+    MALFORMED = 400
+    TOO_SLOW = 408
+    URL_TOO_LONG = 414
+    HEADERS_TOO_LARGE = 431
+
+
+def problem_reply(problem: HttpProblem, message: str) -> ErrorReply:
+    """The answer to a request the HTTP layer refuses; the connection closes after it."""
+    return ErrorReply(problem.value, _body(message), ((b"connection", b"close"),))
 
 
 def error_status(exc: BaseException) -> int:

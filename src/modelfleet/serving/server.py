@@ -1,7 +1,9 @@
 """Running the server: uvicorn with a graceful drain, one process or several behind one port.
 
-SIGTERM (or Ctrl-C) first drains: readiness turns false, new requests get 503, requests in
-flight finish; then the server exits. A second signal exits at once. With ``workers > 1``
+SIGTERM (or Ctrl-C) first drains: readiness turns false, every answer closes its connection,
+new requests get 503, requests in flight finish; then the server exits, answering every request
+it has read (``http_protocol.py``) and the connections still queued on its socket. A second
+signal exits at once. With ``workers > 1``
 uvicorn's supervisor (``supervisor.py``) runs one ``DrainingServer`` per process, each with
 its own sessions, all serving one socket bound by the supervisor; Prometheus samples are
 shared through files so ``/metrics`` is whole.
@@ -9,10 +11,12 @@ shared through files so ``/metrics`` is whole.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from functools import partial
@@ -24,6 +28,7 @@ from uvicorn.config import STARTUP_FAILURE
 from modelfleet.config import Settings
 from modelfleet.serving.app import ServingApp, create_app
 from modelfleet.serving.core import InferenceCore
+from modelfleet.serving.http_protocol import guarded_protocol
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.repository import ModelRepository
 from modelfleet.serving.settings import ServeConfig
@@ -32,6 +37,7 @@ from modelfleet.serving.supervisor import Supervisor
 logger = logging.getLogger(__name__)
 _HEALTHCHECK_TIMEOUT_S = 15
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # where prometheus_client shares samples
+_LOOP_CLOSES_S = 0.05  # uvloop closes a server's listening socket on a later loop iteration
 
 
 def build_app(config: ServeConfig, settings: Settings | None) -> ServingApp:
@@ -70,6 +76,47 @@ class DrainingServer(uvicorn.Server):
                 self.should_exit = True
         return await super().on_tick(counter)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening, but serve the connections the kernel already queued; then exit.
+
+        Closing a listening socket resets the connections in its backlog, though their
+        clients connected and may have sent a request. So a copy of each listening socket
+        outlives the server's own (which the event loop closes a little later), and what the
+        kernel queued on it is accepted just before the last copy is closed.
+        """
+        listeners = [
+            socket.socket(fileno=os.dup(listener.fileno()))
+            for server in self.servers
+            for listener in server.sockets
+        ]
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(_LOOP_CLOSES_S)
+        queued = [conn for listener in listeners for conn in _accept_queued(listener)]
+        loop = asyncio.get_running_loop()
+        for conn in queued:
+            await loop.connect_accepted_socket(self._new_protocol, conn)
+        await super().shutdown(sockets)
+
+    def _new_protocol(self) -> asyncio.Protocol:
+        config = self.config
+        return config.http_protocol_class(  # type: ignore[call-arg]  # uvicorn's own call
+            config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+
+def _accept_queued(listener: socket.socket) -> list[socket.socket]:
+    """Accept every connection queued on ``listener``, then close it."""
+    accepted: list[socket.socket] = []
+    with listener:
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            accepted.append(conn)
+
 
 def _uvicorn_config(app: ServingApp, config: ServeConfig, log_level: str) -> uvicorn.Config:
     server = config.server
@@ -78,7 +125,7 @@ def _uvicorn_config(app: ServingApp, config: ServeConfig, log_level: str) -> uvi
         host=server.host,
         port=server.port,
         loop=_loop(),
-        http=_http(),
+        http=guarded_protocol(server, lambda: app.core.draining),
         lifespan="on",
         log_level=log_level,
         access_log=False,
@@ -95,14 +142,6 @@ def _loop() -> str:
     except ImportError:
         return "asyncio"
     return "uvloop"
-
-
-def _http() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
 
 
 def run_server(config: ServeConfig, settings: Settings | None, *, log_level: str = "info") -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelfleet.errors import ConfigError
 
@@ -148,6 +155,40 @@ class ServerConfig(_Section):
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port")
     max_body_bytes: int = Field(32 << 20, ge=1024, description="larger bodies get 413")
     max_rows_per_request: int = Field(100_000, ge=1, description="larger requests get 400")
+    max_header_bytes: int = Field(
+        32 << 10,
+        ge=1024,
+        le=16 << 20,
+        description="request line and headers together; a larger head gets 431 and the "
+        "connection is closed",
+    )
+    max_url_bytes: int = Field(
+        8 << 10,
+        ge=256,
+        # httptools parses URLs with 16-bit offsets: longer ones cannot be read at all.
+        le=65_535,
+        description="longer request targets (path and query) get 414",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request's head must arrive whole this long after its first byte (or "
+        "after the connection opens); slower clients get 408 and are disconnected",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request body must keep coming: every window of this length must "
+        "bring min_body_rate x window bytes, or the client gets 408 and is disconnected",
+    )
+    min_body_rate: int = Field(
+        1024,
+        ge=0,
+        description="bytes per second a request body must average over each body_timeout_s "
+        "window; 0: any progress will do",
+    )
     tokens: tuple[TokenConfig, ...] = ()
     open_paths: tuple[OpenPath, ...] = ("health", "metrics", "docs")
     poll_interval_s: float = Field(10.0, gt=0, description="how often name@stage refs are checked")
@@ -160,6 +201,15 @@ class ServerConfig(_Section):
         "(clients on kept-alive connections move to other replicas) before refusing with 503",
     )
     warmup: bool = Field(True, description="run one request through each model before ready")
+
+    @model_validator(mode="after")
+    def _url_fits_in_head(self) -> ServerConfig:
+        if self.max_url_bytes > self.max_header_bytes:
+            raise ValueError(
+                f"max_url_bytes ({self.max_url_bytes}) must not exceed max_header_bytes "
+                f"({self.max_header_bytes}): the URL is part of the request head"
+            )
+        return self
 
 
 class MonitoringConfig(_Section):

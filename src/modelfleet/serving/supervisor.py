@@ -18,7 +18,10 @@ or less. What it lacks, and this module adds:
   worker that keeps dying young waits longer and longer (up to 30 s) before its next try;
 - a ping that notices a worker dying while it waits for the answer, instead of blocking the
   supervisor (and its signals) for the whole health-check timeout;
-- whole metrics. A dead worker's live Prometheus gauges are dropped from the shared files.
+- whole metrics. A dead worker's live Prometheus gauges are dropped from the shared files;
+- a shutdown that resets no queued connection: the supervisor closes its copy of the socket
+  before it signals the workers, so the last worker to stop listening really closes it, and
+  takes what the kernel queued on it first (``DrainingServer.shutdown``).
 """
 
 from __future__ import annotations
@@ -191,6 +194,12 @@ class Supervisor(Multiprocess):
         logger.warning(
             "worker %s exited (%s); starting another in %.0f s", worker.pid, worker.exitcode, delay
         )
+
+    def terminate_all(self) -> None:
+        """Drop the supervisor's copy of the socket, then SIGTERM (drain) every worker."""
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
     def restart_all(self) -> None:
         """SIGHUP: replace the workers one by one, each retired once its successor is ready."""
