@@ -1,9 +1,11 @@
 """Which models are served, loading them, and hot swapping when a ``name@stage`` pointer moves.
 
-A new version is loaded and warmed up next to the old one, then replaces it in one
-assignment: requests that already hold the old instance finish on it, the old instance is
-stopped once idle. A failed load leaves the old version serving and is reported in the
-status, the logs and ``modelfleet_model_load_failures_total``.
+A poll asks the registry what a reference points at (version and graph digest) and reads
+the graph only when that changed. A new version is loaded and warmed up next to the old
+one, then replaces it in one assignment: requests that already hold the old instance finish
+on it, the old instance is stopped once idle. A failed load leaves the old version serving
+and is reported in the status, once in the log, and in
+``modelfleet_model_load_failures_total``; polls retry it with a doubling delay.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,30 @@ from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
 from modelfleet.serving.settings import ModelConfig, ServeConfig
 
 logger = logging.getLogger(__name__)
+# Operator events (loads, hot swaps, failed loads, drains of a replaced version). Without -v
+# the CLI's root logger shows warnings only, while uvicorn's server log is shown at
+# ``serve --log-level``; a child of that log prints these once, at the level the operator chose.
+events = logging.getLogger("uvicorn.error").getChild("modelfleet")
+_RETRY_CAP_S = 300.0  # longest wait between retries of a version that keeps failing to load
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a reference points at, known without reading the graph."""
+
+    version: str
+    stamp: str  # the registry's sha256 of the graph; for a file, its size and mtime
+    record: Any = field(default=None, compare=False)  # the registry's version record
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A failed load: what it was for, why, how often, and when a poll may try again."""
+
+    target: Target | None  # None: the reference itself could not be resolved
+    error: str
+    failures: int
+    due: float
 
 
 @dataclass
@@ -40,6 +67,8 @@ class ModelHandle:
     last_error: str | None = None
     loaded_at: float | None = None
     swaps: int = 0
+    loaded: Target | None = None
+    retry: Retry | None = None
     retiring: set[asyncio.Task[None]] = field(default_factory=set)
 
     def status(self) -> dict[str, Any]:
@@ -75,9 +104,15 @@ class ModelRepository:
     """Loads the configured models and keeps them current."""
 
     def __init__(
-        self, config: ServeConfig, metrics: ServingMetrics, settings: Settings | None
+        self,
+        config: ServeConfig,
+        metrics: ServingMetrics,
+        settings: Settings | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._clock = clock
         self.metrics = metrics
         self.settings = settings
         self.handles: dict[str, ModelHandle] = {}
@@ -106,23 +141,36 @@ class ModelRepository:
             self._registry = Registry.open(self.settings)
         return self._registry
 
-    def resolve(self, handle: ModelHandle) -> ModelSource:
-        """Find and read (sha256-verified) the graph a handle should serve. Blocking."""
+    def locate(self, handle: ModelHandle) -> Target:
+        """What a handle's reference points at now; reads no graph. Blocking."""
         ref = handle.config.ref
         if _is_file_ref(ref):
+            path = Path(ref)
+            if not path.is_file():
+                raise ModelfleetError(f"model file {path} does not exist", hint="check the path")
+            stat = path.stat()
+            return Target(handle.config.version or "1", f"{stat.st_size}:{stat.st_mtime_ns}")
+        registry = self._open_registry()
+        version = self._variant(registry, registry.get(ref), handle.config.variant)
+        graph = version.artifact("onnx")
+        # No onnx artifact: reading it raises the registry's error, with its hint.
+        return Target(str(version.version), graph.sha256 if graph else "", version)
+
+    def resolve(self, handle: ModelHandle, target: Target) -> ModelSource:
+        """Read (sha256-verified) the graph ``target`` names. Blocking."""
+        if target.record is None:
             return self._resolve_file(handle)
         registry = self._open_registry()
-        base = registry.get(ref)
-        version = self._variant(registry, base, handle.config.variant)
-        graph = registry.read_artifact(version, "onnx")
+        version = target.record
+        graph = registry.read_artifact(version, "onnx")  # verified against target.stamp
         latency = (version.verification or {}).get("latency") or {}
         per_row = latency.get("batch_64_ms")
         profile = registry.reference_profile(version) if handle.config.watch.enabled else None
         return ModelSource(
             name=handle.name,
-            version=str(version.version),
+            version=target.version,
             variant=version.variant.value,
-            sha256=hashlib.sha256(graph).hexdigest(),  # verified equal to the record on read
+            sha256=target.stamp,
             graph=graph,
             origin=f"registry {version.ref}",
             metrics=dict(version.metrics),
@@ -149,9 +197,10 @@ class ModelRepository:
 
     def _resolve_file(self, handle: ModelHandle) -> ModelSource:
         path = Path(handle.config.ref)
-        if not path.is_file():
-            raise ModelfleetError(f"model file {path} does not exist", hint="check the path")
-        graph = path.read_bytes()
+        try:
+            graph = path.read_bytes()
+        except OSError as exc:
+            raise ModelfleetError(f"cannot read model file {path}: {exc}") from exc
         digest = hashlib.sha256(graph).hexdigest()
         expected = handle.config.sha256
         if expected and expected != digest:
@@ -209,49 +258,107 @@ class ModelRepository:
         )
         return instance
 
-    async def load(self, handle: ModelHandle, *, force: bool = False) -> dict[str, Any]:
-        """(Re)load a handle if its reference now points elsewhere; keep the old on failure."""
+    async def load(
+        self, handle: ModelHandle, *, force: bool = False, polled: bool = False
+    ) -> dict[str, Any]:
+        """(Re)load a handle if its reference now points elsewhere; keep the old on failure.
+
+        ``polled``: a version that failed to load is retried only once its delay has passed.
+        """
         async with self._lock:
             loop = asyncio.get_running_loop()
+            target = None
+            if polled and self._backing_off(handle, None):
+                return handle.status()
             try:
-                source = await loop.run_in_executor(None, self.resolve, handle)
-                current = handle.current
-                unchanged = current is not None and (current.version, current.source.sha256) == (
-                    source.version,
-                    source.sha256,
-                )
-                if unchanged and not force:
+                target = await loop.run_in_executor(None, self.locate, handle)
+                if target == handle.loaded and not force:
+                    return self._settle(handle, target)
+                if polled and self._backing_off(handle, target):
                     return handle.status()
+                source = await loop.run_in_executor(None, self.resolve, handle, target)
+                current, same = handle.current, (source.version, source.sha256)
+                if current and (current.version, current.source.sha256) == same and not force:
+                    return self._settle(handle, target)  # a file touched, not changed
                 instance = await self._build(handle, source)
             except Exception as exc:  # any failure must keep the old version serving
-                handle.last_error = str(exc)
-                handle.state = "ready" if handle.current else "failed"
-                self.metrics.load_failures.labels(handle.name).inc()
-                logger.error("loading %s (%s) failed: %s", handle.name, handle.config.ref, exc)
+                self._failed(handle, target, exc)
                 return handle.status()
+            self._settle(handle, target)
             self._swap(handle, instance)
             return handle.status()
+
+    def _backing_off(self, handle: ModelHandle, target: Target | None) -> bool:
+        retry = handle.retry
+        return retry is not None and retry.target == target and self._clock() < retry.due
+
+    @staticmethod
+    def _settle(handle: ModelHandle, target: Target) -> dict[str, Any]:
+        """The reference points at what is (or is about to be) served: nothing is failing."""
+        handle.loaded, handle.retry, handle.last_error = target, None, None
+        return handle.status()
+
+    def _failed(self, handle: ModelHandle, target: Target | None, exc: Exception) -> None:
+        """Record a failed load and when a poll may retry it; log each new failure once."""
+        error, previous = str(exc), handle.retry
+        again = previous is not None and previous.target == target
+        failures = previous.failures + 1 if previous is not None and again else 1
+        poll_s = self.config.server.poll_interval_s
+        cap_s = max(_RETRY_CAP_S, poll_s)
+        delay = min(poll_s * 2**failures, cap_s)
+        handle.retry = Retry(target, error, failures, self._clock() + delay)
+        handle.last_error = error
+        handle.state = "ready" if handle.current else "failed"
+        self.metrics.load_failures.labels(handle.name).inc()
+        what = f"version {target.version}" if target else handle.config.ref
+        current = handle.current
+        failed = f"hot swap of {handle.name} to {what}" if current else f"loading {handle.name}"
+        if again and previous is not None and previous.error == error:
+            events.debug("%s failed again (%d times): %s", failed, failures, error)
+            return
+        keeps = f"version {current.version} keeps serving" if current else "nothing is served"
+        events.error(
+            "%s failed: %s; %s; next try in %.3g s, waits double up to %.0f s",
+            failed,
+            error,
+            keeps,
+            delay,
+            cap_s,
+        )
 
     def _swap(self, handle: ModelHandle, instance: ModelInstance) -> None:
         old, handle.current = handle.current, instance
         handle.state, handle.last_error, handle.loaded_at = "ready", None, time.time()
-        if old is not None:
-            handle.swaps += 1
-            logger.info("hot swap %s: %s -> %s", handle.name, old.version, instance.version)
-            task = asyncio.get_running_loop().create_task(self._retire(old))
-            handle.retiring.add(task)
-            task.add_done_callback(handle.retiring.discard)
-        else:
-            logger.info(
-                "loaded %s version %s from %s",
-                handle.name,
-                instance.version,
-                instance.source.origin,
-            )
+        origin = instance.source.origin
+        if old is None:
+            events.info("loaded %s version %s from %s", handle.name, instance.version, origin)
+            return
+        handle.swaps += 1
+        events.info(
+            "hot swap %s: version %s -> %s (%s)", handle.name, old.version, instance.version, origin
+        )
+        task = asyncio.get_running_loop().create_task(self._retire(old))
+        handle.retiring.add(task)
+        task.add_done_callback(handle.retiring.discard)
 
     async def _retire(self, old: ModelInstance) -> None:
-        await old.drain(self.config.server.drain_timeout_s)
+        started, timeout = self._clock(), self.config.server.drain_timeout_s
+        events.info(
+            "draining %s version %s: %d requests in flight", old.name, old.version, old.inflight
+        )
+        drained = await old.drain(timeout)
         await old.stop()
+        if drained:
+            waited = self._clock() - started
+            events.info("retired %s version %s (drained in %.2f s)", old.name, old.version, waited)
+        else:
+            events.warning(
+                "retired %s version %s after the %.0f s drain timeout: %d requests unfinished",
+                old.name,
+                old.version,
+                timeout,
+                old.inflight,
+            )
 
     async def load_all(self) -> list[str]:
         """Load every configured model; returns one line per model that failed."""
@@ -278,7 +385,7 @@ class ModelRepository:
                     and "@" in handle.config.ref
                 )
                 if follows or handle.current is None:
-                    await self.load(handle)
+                    await self.load(handle, polled=True)
 
     # -- lookups --------------------------------------------------------------------------
 
