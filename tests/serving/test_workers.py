@@ -281,7 +281,9 @@ def test_workers_die_with_a_killed_supervisor_and_free_the_port(
 def test_sigterm_drains_every_worker_and_exits_0(
     registry: Registry, fleet: Callable[..., Fleet]
 ) -> None:
-    mf.register(heavy_graph(), name="heavy", registry=registry)
+    # Slow enough (about a second each here) that the three requests overlap, even on a
+    # loaded machine where the client threads start far apart.
+    mf.register(heavy_graph(layers=24), name="heavy", registry=registry)
     server = fleet("heavy")
     workers = server.workers()
     rows = np.full((2048, 1024), 0.01, np.float32)
@@ -298,11 +300,14 @@ def test_sigterm_drains_every_worker_and_exits_0(
         }
     ).encode()
     statuses: list[int] = []
+    body = header + rows.tobytes()
+    together = threading.Barrier(3)
 
     def slow_request() -> None:
+        together.wait()
         response = httpx.post(
             f"{server.url}/v2/models/heavy/infer",
-            content=header + rows.tobytes(),
+            content=body,
             headers={"inference-header-content-length": str(len(header))},
             timeout=120,
         )
