@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelfleet import InvalidReferenceError, ModelRef, Stage, parse_ref
+from modelfleet.refs import validate_name
 
 
 @pytest.mark.parametrize(
@@ -39,3 +40,10 @@ def test_invalid_references_say_what_is_wrong(text: str, fragment: str) -> None:
     with pytest.raises(InvalidReferenceError, match=fragment) as info:
         parse_ref(text)
     assert "name:3" in str(info.value)  # the hint shows the valid forms
+
+
+@pytest.mark.parametrize("name", ["iris\n", "iris\r", "ir is", "iris\x00", "iris/../x", "iris\t"])
+def test_names_with_control_characters_or_spaces_are_refused(name: str) -> None:
+    # A reference typed by a user is stripped first; a name being registered is not.
+    with pytest.raises(InvalidReferenceError, match="model name"):
+        validate_name(name)

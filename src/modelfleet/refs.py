@@ -8,7 +8,9 @@ from enum import StrEnum
 
 from modelfleet.errors import InvalidReferenceError, UnknownStageError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline, and "iris\n" broke
+# image tags, Containerfiles and Kubernetes names.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class Stage(StrEnum):
@@ -33,7 +35,7 @@ def parse_stage(value: str) -> Stage:
 
 def validate_name(name: str) -> str:
     """Check a model name: letters, digits, '.', '_' and '-', starting with a letter or digit."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidReferenceError(
             name,
             "a model name is 1-100 letters, digits, '.', '_' or '-', starting with a letter or "
