@@ -131,6 +131,18 @@ def jobs_submit(
     if backend not in ("local", "kubernetes"):
         raise JobError(f"unknown backend {backend!r}", hint="use local or kubernetes")
     queue = _queue(ctx)
+    sending: list[Any] = []
+
+    def render(job: Any) -> None:
+        # Before the row is committed: a job that cannot be rendered, or sent to a cluster
+        # that cannot be reached, is not queued. The Job is created after the commit, so its
+        # pod always finds its row.
+        manifest = _kubernetes_manifest(st.settings, job, image, out)
+        if out is None:
+            from modelfleet.kube import Cluster
+
+            sending[:] = [manifest, Cluster.connect(kubeconfig)]
+
     job = queue.submit(
         str(path.resolve()),
         parse_params(param or []),
@@ -141,9 +153,10 @@ def jobs_submit(
         max_attempts=max_attempts,
         backend=backend,
         user=current_user(st.settings.user),
+        check=render if backend == "kubernetes" else None,
     )
-    if backend == "kubernetes":
-        _kubernetes_submit(st.settings, queue, job, image, out, kubeconfig)
+    if sending:
+        _kubernetes_submit(queue, job, *sending)
     if as_json:
         emit_json(queue.get(job.id))
     else:
@@ -154,18 +167,11 @@ def jobs_submit(
         )
 
 
-def _kubernetes_submit(
-    settings: Any,
-    queue: Any,
-    job: Any,
-    image: str | None,
-    out: Path | None,
-    kubeconfig: Path | None,
-) -> None:
+def _kubernetes_manifest(settings: Any, job: Any, image: str | None, out: Path | None) -> Any:
+    """Render a job's Kubernetes Job (and write it under ``out`` when given)."""
     import yaml
 
-    from modelfleet.errors import JobError, ModelfleetError
-    from modelfleet.jobs import JobState, render_job, submit_job
+    from modelfleet.jobs import render_job
     from modelfleet.kube import to_api_dict
 
     manifest = render_job(job, settings, image=image or "localhost/modelfleet/trainer:latest")
@@ -174,10 +180,13 @@ def _kubernetes_submit(
         (out / f"{manifest.metadata.name}.yaml").write_text(
             yaml.safe_dump(to_api_dict(manifest), sort_keys=False)
         )
-        return
-    from modelfleet.kube import Cluster
+    return manifest
 
-    cluster = Cluster.connect(kubeconfig)
+
+def _kubernetes_submit(queue: Any, job: Any, manifest: Any, cluster: Any) -> None:
+    from modelfleet.errors import JobError, ModelfleetError
+    from modelfleet.jobs import JobState, submit_job
+
     try:
         name = submit_job(cluster, manifest)
     except ModelfleetError:

@@ -5,13 +5,17 @@ serialises writers (BEGIN IMMEDIATE), PostgreSQL locks the chosen row and skips 
 workers hold. A worker extends its lease while the job runs; if it dies, the lease expires
 and the next claim takes the job again (a new attempt) until ``max_attempts``. Every update
 a worker makes names the attempt it owns, so a worker that lost its lease cannot overwrite
-the job (fencing). Higher priority first; within a priority, oldest first.
+the job (fencing). A worker that stops gracefully releases its jobs: they go back to the
+queue and the interrupted try is not counted. Higher priority first; within a priority,
+oldest first.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -25,6 +29,18 @@ from modelfleet.errors import JobError
 logger = logging.getLogger(__name__)
 
 WORKER_STALE = timedelta(seconds=60)
+MAX_LEASE_S = 30 * 86400.0
+
+
+def check_lease(lease_s: float) -> float:
+    """A usable lease: positive and finite (a lease of 0 lets two workers take one job)."""
+    if not (math.isfinite(lease_s) and 0 < lease_s <= MAX_LEASE_S):
+        raise JobError(
+            f"invalid lease {lease_s!r} s: a job leased for no time is taken by the next "
+            "worker while it still runs",
+            hint=f"give a lease above 0 and at most {MAX_LEASE_S:.0f} s (30 days), e.g. 30",
+        )
+    return lease_s
 
 
 class JobState(StrEnum):
@@ -116,8 +132,13 @@ class JobQueue:
         max_attempts: int = 3,
         backend: str = "local",
         user: str = "unknown",
+        check: Callable[[Job], object] | None = None,
     ) -> Job:
-        """Queue a pipeline run."""
+        """Queue a pipeline run.
+
+        ``check`` sees the new job (its id assigned) before it is committed; an error it
+        raises leaves no row behind (a Kubernetes job whose manifest cannot be rendered).
+        """
         if gpus < 0 or cpus <= 0 or max_attempts < 1:
             raise JobError(
                 f"invalid resources (gpus={gpus}, cpus={cpus}, max_attempts={max_attempts})",
@@ -141,7 +162,10 @@ class JobQueue:
         with self._db.writing() as session:
             session.add(row)
             session.flush()
-            return _job(row)
+            job = _job(row)
+            if check is not None:
+                check(job)
+            return job
 
     def get(self, job_id: int) -> Job:
         """One job, or a clear error."""
@@ -212,6 +236,7 @@ class JobQueue:
 
     def claim(self, worker: str, *, gpus: int, cpus: float, lease_s: float) -> Job | None:
         """Lease the next job this worker can run, or None."""
+        check_lease(lease_s)
         now = _now()
         with self._db.writing() as session:
             query = (
@@ -254,6 +279,7 @@ class JobQueue:
 
     def take(self, job_id: int, owner: str, *, lease_s: float = 86400.0) -> Job:
         """Lease one specific job (a Kubernetes Job's pod runs exactly its own)."""
+        check_lease(lease_s)
         with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None:
@@ -306,12 +332,38 @@ class JobQueue:
 
     def heartbeat(self, job_id: int, worker: str, attempt: int, *, lease_s: float) -> bool | None:
         """Extend the lease; returns cancel_requested, or None when the lease was lost."""
+        check_lease(lease_s)
         with self._db.writing() as session:
             row = session.get(JobRow, job_id)
             if row is None or row.lease_owner != worker or row.attempts != attempt:
                 return None
             row.lease_expires = _now() + timedelta(seconds=lease_s)
             return bool(row.cancel_requested)
+
+    def release(self, job_id: int, worker: str, attempt: int) -> bool:
+        """Hand a job back to the queue from a stopping worker, without charging the attempt.
+
+        Only the holder of this attempt's lease can release it. The job is queued again for
+        any worker; the interrupted try's output stays in the log under its attempt number,
+        which the next claim reuses. A job whose cancel was asked for ends cancelled instead.
+        """
+        with self._db.writing() as session:
+            row = session.get(JobRow, job_id)
+            if (
+                row is None
+                or row.lease_owner != worker
+                or row.attempts != attempt
+                or row.state != JobState.RUNNING.value
+            ):
+                return False
+            if row.cancel_requested:
+                self._end(row, JobState.CANCELLED, "cancelled; its worker stopped")
+                return True
+            row.state = JobState.QUEUED.value
+            row.attempts -= 1
+            row.lease_owner = None
+            row.lease_expires = None
+            return True
 
     def finish(
         self,

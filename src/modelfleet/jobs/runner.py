@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline = load_pipeline(job.pipeline)
         report = run_pipeline(
-            pipeline, job.params, settings=settings, run_id=f"job{job.id}-{job.attempts}"
+            pipeline,
+            job.params,
+            settings=settings,
+            run_id=f"job{job.id}-{job.attempts}",
+            job=job.id,  # a retry reuses what an earlier attempt registered
         )
         result = report.as_dict()
         ok = report.ok

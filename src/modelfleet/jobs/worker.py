@@ -2,6 +2,9 @@
 
 The child dies with its worker (PR_SET_PDEATHSIG), so a killed worker never leaves a job
 running behind the next worker's back; its lease then expires and another worker retries.
+A worker told to stop (SIGTERM) stops its jobs' children and hands the jobs back to the
+queue at once, so another worker starts them without waiting for the lease and without the
+interrupted try counting as an attempt.
 Output is shipped to the queue in chunks while the job runs (``jobs logs --follow``) and
 stored whole as an artifact at the end.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelfleet.config import Settings
-from modelfleet.jobs.queue import Job, JobQueue, JobState
+from modelfleet.jobs.queue import Job, JobQueue, JobState, check_lease
 from modelfleet.registry import open_artifact_store
 
 logger = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ class Worker:
         self.gpus = gpus
         self.cpus = float(cpus if cpus is not None else os.cpu_count() or 1)
         self.concurrency = concurrency
-        self.lease_s = lease_s
+        self.lease_s = check_lease(lease_s)
         self.poll_s = poll_s
         self.active: dict[int, _Running] = {}
         self._store = open_artifact_store(settings.artifacts, **settings.artifacts_options)
@@ -106,24 +109,30 @@ class Worker:
             if time.monotonic() - last_seen > 10:
                 self.queue.register_worker(self.name, gpus=self.gpus, cpus=self.cpus)
                 last_seen = time.monotonic()
-            claimed = self._fill()
+            # Tend first: a job that just ended frees its slot for this round's claim, so
+            # ``once`` never stops while a job it could run is still queued.
             done += self._tend()
-            if once and not self.active and not claimed:
+            self._fill()
+            if once and not self.active:
                 break
             stop.wait(self.poll_s)
-        for running in list(self.active.values()):  # stopping: hand the jobs back
-            running.process.kill()
-        return done
+        return done + self._hand_back()
 
-    def _fill(self) -> bool:
-        claimed = False
+    def _fill(self) -> None:
         while len(self.active) < self.concurrency:
             job = self.queue.claim(self.name, gpus=self.gpus, cpus=self.cpus, lease_s=self.lease_s)
             if job is None:
                 break
-            claimed = True
             self.active[job.id] = self._start(job)
-        return claimed
+
+    def _hand_back(self) -> int:
+        """Stopping: record the jobs that already ended, release the others to the queue."""
+        finished = 0
+        for running in list(self.active.values()):
+            code = running.process.poll()
+            self._complete(running, code)
+            finished += code is not None
+        return finished
 
     def _start(self, job: Job) -> _Running:
         logger.info("job %s attempt %s: %s %s", job.id, job.attempts, job.pipeline, job.params)
@@ -173,13 +182,27 @@ class Worker:
                 continue
             if code is None:
                 continue
-            running.process.wait()
-            time.sleep(0.05)  # let the reader thread take the last lines
-            self.queue.append_log(job_id, attempt, running.drain())
-            self._record(running, code)
-            del self.active[job_id]
+            self._complete(running, code)
             finished += 1
         return finished
+
+    def _complete(self, running: _Running, code: int | None) -> None:
+        """Record a job whose child ended, or (``code`` None) stop it and hand it back."""
+        job_id, attempt = running.job.id, running.job.attempts
+        if code is None:
+            self._kill(running)
+        running.process.wait()
+        time.sleep(0.05)  # let the reader thread take the last lines
+        if code is None:
+            note = f"[worker {self.name} stopped; the job goes back to the queue]\n"
+            self.queue.append_log(job_id, attempt, running.drain() + note)
+            running.result_path.unlink(missing_ok=True)
+            released = self.queue.release(job_id, self.name, attempt)
+            logger.info("job %s: %s", job_id, "handed back" if released else "lease was lost")
+        else:
+            self.queue.append_log(job_id, attempt, running.drain())
+            self._record(running, code)
+        del self.active[job_id]
 
     @staticmethod
     def _kill(running: _Running) -> None:

@@ -2,7 +2,9 @@
 
 A step's output is cached under sha256(step name, step code, the params it reads, the
 digests of its inputs, the storage format), so a re-run skips every step whose code, inputs
-and params did not change, and says so in the report.
+and params did not change, and says so in the report. A run that is an attempt of a queued
+job records the job on the version it registers; a retry of that job finds the version and
+reuses it (and its promotion), so a job registers and promotes at most once.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from typing import Any
 from sqlalchemy import select, update
 
 from modelfleet.config import Settings, load_settings
-from modelfleet.db import StepCacheRow, insert_or_ignore
+from modelfleet.db import ModelRow, StepCacheRow, VersionRow, insert_or_ignore
 from modelfleet.errors import ConfigError, ModelfleetError
 from modelfleet.pipeline import codec
 from modelfleet.pipeline.steps import Step
 from modelfleet.pipeline.validation import DataValidationError
 from modelfleet.refs import STAGES
-from modelfleet.registry import Registry, parse_requirements
+from modelfleet.registry import ModelVersion, Registry, parse_requirements
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +250,13 @@ def run_pipeline(
     run_id: str | None = None,
     use_cache: bool = True,
     say: Callable[[str], None] = print,
+    job: int | None = None,
 ) -> RunReport:
-    """Run every step, register the result, apply the gate; returns the report."""
+    """Run every step, register the result, apply the gate; returns the report.
+
+    ``job`` is the queued job this run is an attempt of: the version it registers records
+    it, and a later attempt of the same job reuses that version instead of adding another.
+    """
     settings = settings or load_settings()
     given = dict(params or {})
     report = RunReport(run_id or uuid.uuid4().hex[:12], pipeline.name, given)
@@ -258,7 +265,7 @@ def run_pipeline(
     try:
         ran = _run_steps(pipeline, given, reg, report, use_cache, say)
         if ran is not None and pipeline.register is not None:
-            _register(pipeline, given, *ran, reg, report, settings, say)
+            _register(pipeline, given, *ran, reg, report, settings, say, job)
     finally:
         if own:
             reg.close()
@@ -348,6 +355,7 @@ def _register(
     report: RunReport,
     settings: Settings,
     say: Callable[[str], None],
+    job: int | None,
 ) -> None:
     from modelfleet import sdk
     from modelfleet.signature import prepare_inputs
@@ -361,6 +369,14 @@ def _register(
     metrics = {k: float(v) for k, v in dict(values[spec.metrics]).items()}
     report.metrics = metrics
     sample = values[spec.sample]
+    earlier = _registered_by_job(reg, spec.name, job) if job is not None else None
+    if earlier is not None:
+        # A retry of a job whose earlier attempt registered before its worker was lost: the
+        # job's effect is that version (and its metrics), never a second one.
+        report.version, report.metrics = earlier.ref, dict(earlier.metrics)
+        say(f"  {earlier.ref} was registered by an earlier attempt of job {job}; reusing it")
+        _gate(pipeline, earlier, reg, report, say)
+        return
     existing = _same_model(reg, spec.name, digests[spec.model])
     if existing is not None:
         report.version = existing
@@ -383,6 +399,7 @@ def _register(
             "run_id": report.run_id,
             "code_sha256": code,
             "model_sha256": digests[spec.model],
+            **({"job": job} if job is not None else {}),
         },
         profile_from=lambda signature: build_profile(
             prepare_inputs(signature, sample),
@@ -393,21 +410,56 @@ def _register(
     )
     report.version = version.ref
     say(f"  registered {version.ref} with {', '.join(f'{k}={v:.4f}' for k, v in metrics.items())}")
+    _gate(pipeline, version, reg, report, say)
+
+
+def _gate(
+    pipeline: Pipeline,
+    version: ModelVersion,
+    reg: Registry,
+    report: RunReport,
+    say: Callable[[str], None],
+) -> None:
+    """Promote ``version`` when it passes the gate, unless this run's job already did."""
+    from modelfleet import sdk
+
     failures = [
         failure
         for requirement in parse_requirements(list(pipeline.gate))
-        if (failure := requirement.failure(metrics)) is not None
+        if (failure := requirement.failure(dict(version.metrics))) is not None
     ]
     if failures:
         report.gate = {"passed": False, "reason": "; ".join(failures), "stage": None}
         say(f"  gate: not promoted ({'; '.join(failures)})")
         return
     reason = f"gate passed: {', '.join(pipeline.gate)}" if pipeline.gate else "no gate"
-    sdk.promote(
-        version.ref, to=pipeline.promote_to, reason=f"{reason} (run {report.run_id})", registry=reg
-    )
+    stage = pipeline.promote_to.lower()
+    if any(e.stage == stage and e.version == version.version for e in reg.history(version.name)):
+        say(f"  gate: {version.ref} was already promoted to {pipeline.promote_to}")
+    else:
+        sdk.promote(
+            version.ref,
+            to=pipeline.promote_to,
+            reason=f"{reason} (run {report.run_id})",
+            registry=reg,
+        )
+        say(f"  gate: promoted {version.ref} to {pipeline.promote_to} ({reason})")
     report.gate = {"passed": True, "reason": reason, "stage": pipeline.promote_to}
-    say(f"  gate: promoted {version.ref} to {pipeline.promote_to} ({reason})")
+
+
+def _registered_by_job(reg: Registry, name: str, job: int) -> ModelVersion | None:
+    """The version of ``name`` an earlier attempt of ``job`` registered, if any."""
+    with reg.database.reading() as session:
+        rows = session.execute(
+            select(VersionRow.version, VersionRow.lineage)
+            .join(ModelRow)
+            .where(ModelRow.name == name)
+            .order_by(VersionRow.version.desc())
+        ).all()
+    number = next(
+        (n for n, lineage in rows if (lineage.get("extra") or {}).get("job") == job), None
+    )
+    return None if number is None else reg.get(f"{name}:{number}")
 
 
 def _same_model(reg: Registry, name: str, digest: str) -> str | None:
