@@ -160,6 +160,14 @@ class ServingMetrics:
             ["model", "version", "result"],
             registry=r,
         )
+        self.store_dropped = Counter(
+            "modelfleet_store_dropped_rows",
+            "Predicted rows the predictions store did not keep, by reason (over_cap: rows of "
+            "a request beyond max_recorded_rows; evicted: oldest predictions or feedback "
+            "dropped to stay within max_store_bytes).",
+            ["model", "reason"],
+            registry=r,
+        )
         self.cache_enabled = Gauge(
             "modelfleet_cache_enabled",
             "1 while the model version's output cache answers, 0 while it is off "

@@ -226,6 +226,22 @@ class MonitoringConfig(_Section):
     max_predictions: int = Field(
         1_000_000, ge=1, description="predictions kept at most (oldest dropped first)"
     )
+    max_store_bytes: int = Field(
+        32 << 20,
+        ge=1 << 20,
+        description="bytes the predictions store may hold, its SQLite WAL included (oldest "
+        "predictions and feedback evicted first); sized for a pod's 64 MiB in-memory /tmp",
+    )
+    max_recorded_rows: int = Field(
+        1024,
+        ge=1,
+        le=100_000,
+        description="predicted classes (and logged rows) kept per request; feedback on a "
+        "larger request is judged on its first rows",
+    )
+    feedback_retention_s: float = Field(
+        30 * 24 * 3600.0, gt=0, description="how long feedback rows count for live accuracy"
+    )
     flush_interval_s: float = Field(
         0.5, gt=0, le=60, description="how often recorded predictions are written"
     )
@@ -262,7 +278,16 @@ def load_serve_config(path: Path | None) -> ServeConfig:
     if not path.is_file():
         raise ConfigError(f"serve config {path} does not exist", hint="check --config")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"serve config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            hint="save it as UTF-8, or check --config names the YAML file",
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read serve config {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"serve config {path} is not valid YAML: {exc}") from exc
     try:

@@ -4,7 +4,14 @@ Every answered request of a classifier is recorded as ``(model, request id, vers
 classes)`` in a SQLite file in the server's state directory. Worker processes of one server
 share the file (WAL mode), so feedback may land on any of them. Feedback rows keep how many
 rows of the request were right; live accuracy is computed over the most recent labelled
-requests of a model version. Old predictions are pruned by age and count.
+requests of a model version.
+
+The store is bounded in bytes, not only rows (it may sit on a pod's small in-memory /tmp):
+a request keeps at most ``max_recorded_rows`` classes (the watcher cuts them), every write
+evicts the oldest records until the store fits ``max_bytes`` again, and pruning drops
+predictions and feedback past their retention, a batch per transaction. Any backend of
+:class:`PredictionStore` keeps that contract; the SQLite one measures its pages in use and
+keeps the file and its WAL inside the budget.
 
 All methods block: the server calls them on one dedicated thread.
 """
@@ -16,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -33,6 +40,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     version TEXT NOT NULL,
     ts REAL NOT NULL,
     classes TEXT NOT NULL,
+    rows INTEGER,
     PRIMARY KEY (model, id)
 );
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
@@ -47,8 +55,23 @@ CREATE TABLE IF NOT EXISTS feedback (
     UNIQUE (model, id)
 );
 CREATE INDEX IF NOT EXISTS feedback_version ON feedback (model, version, seq);
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 """
 _LOOKUP_CHUNK = 500
+_PRUNE_BATCH = 2000  # rows deleted per transaction: the WAL stays small, other workers write
+_EVICT_BATCH = 256
+# The oldest rows with their approximate size, and how to delete them: per table.
+_PREDICTION_SIZES = (
+    "SELECT rowid, length(classes) + length(id) + 48 FROM predictions ORDER BY ts LIMIT ?",
+    "DELETE FROM predictions WHERE rowid IN ({}) "
+    "RETURNING model, coalesce(rows, json_array_length(classes))",
+)
+_FEEDBACK_SIZES = (
+    "SELECT seq, length(id) + length(model) + 64 FROM feedback ORDER BY ts LIMIT ?",
+    "DELETE FROM feedback WHERE seq IN ({}) RETURNING model, rows",
+)
+# A prediction row is (model, id, version, ts, classes JSON, rows predicted).
+PredictionRow = tuple[str, str, str, float, str, int]
 MAX_ID_LENGTH = 128
 
 
@@ -99,55 +122,193 @@ class FeedbackResult:
     per_version: dict[str, tuple[int, int]]  # version -> (rows, correct)
 
 
-class FeedbackStore:
-    """The SQLite file of predictions and feedback."""
+class PredictionStore(Protocol):
+    """Where predictions wait for feedback: bounded by ``max_bytes`` in every backend.
 
-    def __init__(self, path: Path, *, retention_s: float, max_predictions: int) -> None:
+    Writes evict the oldest records (predictions, then feedback, by age) until the store
+    fits its budget again and return the predicted rows dropped per model; :meth:`prune`
+    drops what is past retention.
+    """
+
+    max_bytes: int
+
+    def add_predictions(self, rows: Sequence[PredictionRow]) -> dict[str, int]: ...
+    def add_feedback(
+        self, model: str, ids: Sequence[str], labels: Sequence[Any], kind: str
+    ) -> FeedbackResult: ...
+    def accuracy(self, model: str, version: str, window: int) -> Accuracy: ...
+    def prune(self, now: float | None = None) -> int: ...
+    def usage(self) -> int: ...
+    def counts(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+class FeedbackStore:
+    """The SQLite file of predictions and feedback (the :class:`PredictionStore` of one server)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_s: float,
+        max_predictions: int,
+        max_bytes: int = 32 << 20,
+        feedback_retention_s: float | None = None,
+    ) -> None:
         self.path = path
         self.retention_s = retention_s
+        self.feedback_retention_s = feedback_retention_s or retention_s
         self.max_predictions = max_predictions
+        self.max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+        # Set before the first table: freed pages can then be given back to the file system.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Debian's SQLite zeroes every freed page: evicting 1 MB would write 1 MB to the WAL.
+        self._db.execute("PRAGMA secure_delete=FAST")
+        self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        # An eighth of the budget for the WAL: checkpoint past it and truncate back to it.
+        wal = max_bytes // 8
+        self._db.execute(f"PRAGMA wal_autocheckpoint={max(16, wal // 2 // self._page)}")
+        self._db.execute(f"PRAGMA journal_size_limit={wal // 2}")
+        # Pages in use stay under three quarters of the budget; one write batch fits in the rest.
+        self._data_limit = max_bytes * 3 // 4
+        self._write_chunk = max(64 << 10, max_bytes // 32)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        if "rows" not in columns:  # a file written before rows were counted
+            self._db.execute("ALTER TABLE predictions ADD COLUMN rows INTEGER")
+        with self._db:
+            self._fit()
+        self._shrink(vacuum=True)
 
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
 
-    def add_predictions(self, rows: Sequence[tuple[str, str, str, float, str]]) -> None:
-        """Record ``(model, id, version, ts, classes JSON)``; a reused id keeps the newest."""
-        if rows:
+    def usage(self) -> int:
+        """Bytes held: pages in use plus the WAL on disk."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return self._used() + (wal.stat().st_size if wal.exists() else 0)
+
+    def _used(self) -> int:
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+        return int(pages - free) * self._page
+
+    def add_predictions(self, rows: Sequence[PredictionRow]) -> dict[str, int]:
+        """Record predictions (a reused id keeps the newest); returns rows evicted per model.
+
+        Written a budget slice per transaction, each making room by evicting the oldest
+        records, so neither the file nor the WAL outgrows the budget on a burst.
+        """
+        evicted: dict[str, int] = {}
+        start = 0
+        while start < len(rows):
+            end, size = start, 0
+            while end < len(rows) and size < self._write_chunk:
+                size += len(rows[end][4]) + len(rows[end][1]) + 64
+                end += 1
             with self._db:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                    rows[start:end],
                 )
+                for model, count in self._fit().items():
+                    evicted[model] = evicted.get(model, 0) + count
+            start = end
+        self._shrink()
+        return evicted
+
+    def _fit(self) -> dict[str, int]:
+        """Evict the oldest records until the pages in use fit the budget (in a transaction)."""
+        evicted: dict[str, int] = {}
+        for _ in range(10_000):  # bounded: every round deletes at least one row
+            excess = self._used() - self._data_limit
+            if excess <= 0:
+                break
+            predicted, labelled = self._db.execute(
+                "SELECT (SELECT min(ts) FROM predictions), (SELECT min(ts) FROM feedback)"
+            ).fetchone()
+            if predicted is None and labelled is None:
+                break
+            table = (
+                _FEEDBACK_SIZES
+                if labelled is not None and (predicted is None or labelled < predicted)
+                else _PREDICTION_SIZES
+            )
+            # The oldest rows that free about the excess (pages free once emptied: loop).
+            keys, freed = [], 0
+            for key, size in self._db.execute(table[0], (_EVICT_BATCH,)):
+                keys.append(key)
+                freed += size
+                if freed >= excess:
+                    break
+            marks = ",".join("?" * len(keys))  # placeholders only; values are bound
+            for model, rows in self._db.execute(table[1].format(marks), keys).fetchall():
+                evicted[model] = evicted.get(model, 0) + int(rows)
+        return evicted
+
+    def _shrink(self, *, vacuum: bool = False) -> None:
+        """Give free pages back when the file is over budget (VACUUM once for old files)."""
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        if pages * self._page <= self._data_limit + self._write_chunk * 2:
+            return
+        (mode,) = self._db.execute("PRAGMA auto_vacuum").fetchone()
+        if mode != 2 and vacuum:  # made before auto_vacuum was set: rebuild it once
+            self._db.execute("VACUUM")
+        else:
+            self._db.execute("PRAGMA incremental_vacuum").fetchall()
 
     def prune(self, now: float | None = None) -> int:
-        """Drop predictions older than the retention or beyond the row cap."""
-        cutoff = (now or time.time()) - self.retention_s
-        with self._db:
-            gone = self._db.execute("DELETE FROM predictions WHERE ts < ?", (cutoff,)).rowcount
-            (count,) = self._db.execute("SELECT count(*) FROM predictions").fetchone()
-            if count > self.max_predictions:
-                gone += self._db.execute(
-                    "DELETE FROM predictions WHERE rowid IN "
-                    "(SELECT rowid FROM predictions ORDER BY ts LIMIT ?)",
-                    (count - self.max_predictions,),
-                ).rowcount
+        """Drop predictions and feedback past retention, and predictions beyond the row cap."""
+        now = now or time.time()
+        gone = self._batched(
+            "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions "
+            "WHERE ts < ? LIMIT ?)",
+            now - self.retention_s,
+        )
+        gone += self._batched(
+            "DELETE FROM feedback WHERE seq IN (SELECT seq FROM feedback WHERE ts < ? LIMIT ?)",
+            now - self.feedback_retention_s,
+        )
+        (count,) = self._db.execute("SELECT count(*) FROM predictions").fetchone()
+        if count > self.max_predictions:
+            (cutoff,) = self._db.execute(
+                "SELECT ts FROM predictions ORDER BY ts LIMIT 1 OFFSET ?",
+                (count - self.max_predictions,),
+            ).fetchone()
+            gone += self._batched(
+                "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions "
+                "WHERE ts < ? LIMIT ?)",
+                cutoff,
+            )
+        self._shrink()
         return gone
 
-    def _lookup(self, model: str, ids: Sequence[str]) -> dict[str, tuple[str, list[Any]]]:
-        found: dict[str, tuple[str, list[Any]]] = {}
+    def _batched(self, statement: str, cutoff: float) -> int:
+        gone = 0
+        while True:
+            with self._db:
+                count = self._db.execute(statement, (cutoff, _PRUNE_BATCH)).rowcount
+            gone += count
+            if count < _PRUNE_BATCH:
+                return gone
+
+    def _lookup(self, model: str, ids: Sequence[str]) -> dict[str, tuple[str, list[Any], int]]:
+        found: dict[str, tuple[str, list[Any], int]] = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))  # placeholders only; values are bound
             query = (
-                f"SELECT id, version, classes FROM predictions WHERE model = ? AND id IN ({marks})"  # noqa: S608
+                "SELECT id, version, classes, rows FROM predictions "  # noqa: S608
+                f"WHERE model = ? AND id IN ({marks})"
             )
-            for rid, version, classes in self._db.execute(query, (model, *chunk)):
-                found[rid] = (version, orjson.loads(classes))
+            for rid, version, classes, rows in self._db.execute(query, (model, *chunk)):
+                predicted = orjson.loads(classes)
+                found[rid] = (version, predicted, len(predicted) if rows is None else rows)
         return found
 
     def add_feedback(
@@ -155,7 +316,8 @@ class FeedbackStore:
     ) -> FeedbackResult:
         """Join true labels to recorded predictions; all or nothing.
 
-        Raises :class:`UnknownRequestIdError` (404) for ids never predicted (or pruned) and
+        A request whose classes were cut to the first rows is judged on those rows. Raises
+        :class:`UnknownRequestIdError` (404) for ids never predicted (or pruned) and
         :class:`InvalidInputError` (400) for labels of the wrong type or count; nothing is
         written then.
         """
@@ -172,9 +334,9 @@ class FeedbackStore:
         entries, total_rows, total_correct = [], 0, 0
         now = time.time()
         for index, (rid, given) in enumerate(zip(ids, labels, strict=True)):
-            version, predicted = known[rid]
-            truth = _labels(given, len(predicted), kind, index, rid)
-            correct = sum(1 for p, t in zip(predicted, truth, strict=True) if p == t)
+            version, predicted, rows = known[rid]
+            truth = _labels(given, rows, kind, index, rid)
+            correct = sum(1 for p, t in zip(predicted, truth, strict=False) if p == t)
             entries.append((model, rid, version, now, len(predicted), correct))
             total_rows += len(predicted)
             total_correct += correct
@@ -184,6 +346,7 @@ class FeedbackStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 entries,
             )
+            self._fit()
         per_version: dict[str, tuple[int, int]] = {}
         for _, _, version, _, rows, correct in entries:
             seen_rows, seen_correct = per_version.get(version, (0, 0))

@@ -36,6 +36,7 @@ from modelfleet.serving.live.feedback import (
     Accuracy,
     ClassOf,
     FeedbackStore,
+    PredictionStore,
     class_reader,
     encode_classes,
     parse_feedback,
@@ -47,10 +48,11 @@ from modelfleet.stats import DriftWindow, drift_scores
 
 logger = logging.getLogger(__name__)
 
-# What a request leaves for monitoring: id, time, predicted classes, the inputs when sampled
-# for drift, the inputs and outputs when sampled for the log.
+# What a request leaves for monitoring: id, time, predicted classes (the first rows), how many
+# rows it predicted, the inputs when sampled for drift, the inputs and outputs (first rows)
+# when sampled for the log.
 Recorded = tuple[
-    str, float, np.ndarray[Any, Any] | None, Arrays | None, tuple[Arrays, Arrays] | None
+    str, float, np.ndarray[Any, Any] | None, int, Arrays | None, tuple[Arrays, Arrays] | None
 ]
 T = TypeVar("T")
 STATE_DIR_ENV = "MODELFLEET_STATE_DIR"
@@ -86,6 +88,7 @@ class ModelWatch:
         *,
         cache_threshold: float | None,
         log_sample: float = 0.0,
+        record_rows: int = 1024,
     ) -> None:
         self.name = name
         self.version = version
@@ -96,6 +99,7 @@ class ModelWatch:
         self.classes_of, self.class_kind = class_reader(signature)
         self.pending: deque[Recorded] = deque()
         self.log_sample = log_sample
+        self.record_rows = record_rows
         self._drift_sample = config.drift_sample if profile is not None else 0.0
         self.dropped = 0
         # Evenly spaced sampling (no RNG: the image leaves numpy.random out).
@@ -125,12 +129,16 @@ class ModelWatch:
 
         Only the id, the time and the predicted classes are kept, plus the inputs of the
         rows sampled for drift and the log: a request's tensors are freed with the request,
-        not in bulk at the next flush (which showed as milliseconds at p99).
+        not in bulk at the next flush (which showed as milliseconds at p99). Classes and
+        logged tensors are cut to ``record_rows`` rows: one huge request cannot fill the store.
         """
         if len(self.pending) >= _PENDING_LIMIT:
             self.dropped += 1  # the flusher is far behind; keep memory bounded
             return
         classes = self.classes_of(outputs) if self.classes_of is not None else None
+        rows = 0 if classes is None else len(classes)
+        if classes is not None and rows > self.record_rows:  # a copy: the output can go
+            classes = classes[: self.record_rows].copy()
         drift = None
         if self._drift_sample:
             self._drift_credit += self._drift_sample
@@ -142,8 +150,8 @@ class ModelWatch:
             self._log_credit += self.log_sample
             if self._log_credit >= 1.0:
                 self._log_credit -= 1.0
-                logged = (inputs, outputs)
-        self.pending.append((request_id, time.time(), classes, drift, logged))
+                logged = (_head(inputs, self.record_rows), _head(outputs, self.record_rows))
+        self.pending.append((request_id, time.time(), classes, rows, drift, logged))
 
     def drain(self) -> deque[Recorded]:
         """Hand the pending requests over (O(1)); :meth:`take` works on them."""
@@ -154,16 +162,20 @@ class ModelWatch:
         """Count classes, feed drift and log; returns the rows for the store."""
         rows: list[tuple[Any, ...]] = []
         predicted: list[np.ndarray[Any, Any]] = []
-        for rid, ts, classes, drift, logged in items:
+        over = 0
+        for rid, ts, classes, count, drift, logged in items:
             if drift is not None:
                 self.window.add(drift)
             if classes is not None:
-                rows.append((self.name, rid, self.version, ts, encode_classes(classes)))
+                rows.append((self.name, rid, self.version, ts, encode_classes(classes), count))
                 predicted.append(classes)
+                over += count - len(classes)
             if logged is not None and log is not None:
                 log.info(_log_line(self.name, self.version, rid, ts, *logged))
         if predicted:
             self._count(predicted)
+        if over:
+            self.metrics.store_dropped.labels(self.name, "over_cap").inc(over)
         return rows
 
     def _count(self, predicted: list[np.ndarray[Any, Any]]) -> None:
@@ -250,6 +262,11 @@ class ModelWatch:
         }
 
 
+def _head(arrays: Arrays, rows: int) -> Arrays:
+    """The first ``rows`` rows of each tensor (copies, so the request's tensors can go)."""
+    return {k: v[:rows].copy() if v.ndim and len(v) > rows else v for k, v in arrays.items()}
+
+
 def _log_line(name: str, version: str, rid: str, ts: float, inputs: Arrays, outputs: Arrays) -> str:
     return orjson.dumps(
         {
@@ -292,7 +309,7 @@ class Watchtower:
             self._owned_dir = tempfile.mkdtemp(prefix="modelfleet-state-")
             self.state_dir = Path(self._owned_dir)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelfleet-watch")
-        self.store: FeedbackStore | None = None
+        self.store: PredictionStore | None = None
         self._predictions_log: logging.Logger | None = None
         self._feedback_log: logging.Logger | None = None
         self._flush_lock = asyncio.Lock()
@@ -311,6 +328,8 @@ class Watchtower:
                 self.state_dir / "predictions.sqlite3",
                 retention_s=self.config.retention_s,
                 max_predictions=self.config.max_predictions,
+                max_bytes=self.config.max_store_bytes,
+                feedback_retention_s=self.config.feedback_retention_s,
             )
         )
         pid = os.getpid()
@@ -340,6 +359,7 @@ class Watchtower:
             self.metrics,
             cache_threshold=cache_threshold,
             log_sample=self.config.log_sample if self._predictions_log is not None else 0.0,
+            record_rows=self.config.max_recorded_rows,
         )
         self.watches.append(watch)
         return watch
@@ -373,7 +393,9 @@ class Watchtower:
                 if watch.closed and not watch.pending:
                     self.watches.remove(watch)
             if rows and self.store is not None:
-                await self._on_thread(self.store.add_predictions, rows)
+                evicted = await self._on_thread(self.store.add_predictions, rows)
+                for model, count in evicted.items():
+                    self.metrics.store_dropped.labels(model, "evicted").inc(count)
 
     async def _periodic(self) -> None:
         now = time.monotonic()
