@@ -146,8 +146,11 @@ def summary(settings: Any) -> Table:
                     ",".join(v.stages),
                     f"{onnx.size / 1000:.1f} kB" if onnx else "-",
                     f"{v.metrics.get('accuracy', float('nan')):.4f}",
-                    f"{latency.get('batch_1_ms', 0):.3f}",
-                    f"{latency.get('batch_64_ms', 0):.3f}",
+                    # A graph with a fixed batch size records batch_<n>_ms alone.
+                    *(
+                        f"{latency[key]:.3f}" if key in latency else "-"
+                        for key in ("batch_1_ms", "batch_64_ms")
+                    ),
                 )
     return table
 

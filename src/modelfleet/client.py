@@ -63,25 +63,37 @@ class Client:
 
     def live(self) -> bool:
         """``GET /v2/health/live``."""
-        return self._http.get("/v2/health/live").status_code == 200
+        return self._request("GET", "/v2/health/live").status_code == 200
 
     def ready(self) -> bool:
         """``GET /v2/health/ready``."""
-        return self._http.get("/v2/health/ready").status_code == 200
+        return self._request("GET", "/v2/health/ready").status_code == 200
 
     def metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Model metadata: inputs, outputs, version, variant."""
         path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "")
-        doc: dict[str, Any] = self._check(self._http.get(path)).json()
+        doc: dict[str, Any] = self._send("GET", path).json()
         return doc
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The one place a request goes out: an unreachable server is a clear error."""
         try:
-            return self._check(self._http.request(method, path, **kwargs))
+            return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.TimeoutException) and not isinstance(
+                exc, httpx.ConnectTimeout
+            ):  # connected, but the answer is late: the URL is right, the server is slow
+                raise ModelfleetError(
+                    f"no answer from {self.url} within {self._http.timeout.read or 0:g} s",
+                    hint="check the server is not overloaded, or pass a larger timeout",
+                ) from exc
             raise ModelfleetError(
-                f"cannot reach {self.url}: {exc}", hint="check the URL and that the server runs"
+                f"cannot reach {self.url}: {exc or type(exc).__name__}",
+                hint="check the URL and that the server runs",
             ) from exc
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._check(self._request(method, path, **kwargs))
 
     def summary(self) -> dict[str, Any]:
         """``GET /monitor/summary``: per model rates, latency, cache, drift and accuracy."""
@@ -100,7 +112,7 @@ class Client:
     def reload(self, name: str | None = None) -> Any:
         """Ask the server to re-resolve a model (or all); needs an ``admin`` token if set."""
         path = f"/v2/repository/models/{name}/load" if name else "/admin/reload"
-        return self._check(self._http.post(path)).json()
+        return self._send("POST", path).json()
 
     def _named(self, name: str, data: Any) -> dict[str, np.ndarray[Any, Any]]:
         if type(data).__name__ == "DataFrame" or isinstance(data, dict):
@@ -132,10 +144,7 @@ class Client:
         The request's id (``request_id`` or one the server picks) is in
         :attr:`last_request_id`; pass it to :meth:`feedback` once the true labels are known.
         """
-        inputs = {
-            k: v if v.dtype.kind != "U" else v.astype(object)
-            for k, v in self._named(name, data).items()
-        }
+        inputs = {k: _wire_ready(v) for k, v in self._named(name, data).items()}
         parameters: dict[str, Any] = {}
         if priority is not None:
             parameters["priority"] = priority
@@ -154,21 +163,30 @@ class Client:
         if request_id is not None:
             headers["x-request-id"] = request_id
         path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
-        response = self._check(self._http.post(path, content=body, headers=headers))
+        response = self._send("POST", path, content=body, headers=headers)
         self.last_request_id = response.headers.get("x-request-id")
         length = response.headers.get(HEADER_LENGTH)
         _, result = decode_response(response.content, int(length) if length else None)
         return result
 
 
-def _plain(labels: list[Any]) -> list[Any]:
-    """Labels as JSON values (numpy scalars and arrays become ints, strings and lists)."""
-    out: list[Any] = []
-    for label in labels:
-        if isinstance(label, np.ndarray):
-            out.append(label.tolist())
-        elif isinstance(label, np.generic):
-            out.append(label.item())
-        else:
-            out.append(label)
-    return out
+def _wire_ready(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """An array both encodings can send: numpy strings as objects, numbers in native order.
+
+    orjson refuses non-native byte order, and the binary encoding sends raw bytes the server
+    reads as little-endian, so a big-endian array (from a file, say) is converted first.
+    """
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    if not array.dtype.isnative:
+        return array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _plain(value: Any) -> Any:
+    """Labels as JSON values: numpy scalars and arrays, at any depth, become plain values."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

@@ -8,8 +8,9 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +53,23 @@ from modelfleet.stats import PROFILE_MEDIA_TYPE, build_profile
 SAMPLE_MEDIA_TYPE = "application/x-npz"
 logger = logging.getLogger(__name__)
 _FRAMEWORK_PACKAGES = {"sklearn": ("scikit-learn", "skl2onnx", "skops"), "torch": ("torch",)}
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _choose(
+    kind: type[_Choice],
+    value: str | _Choice,
+    what: str,
+    error: type[ModelfleetError],
+    allowed: tuple[_Choice, ...] | None = None,
+) -> _Choice:
+    """``value`` as one of ``allowed`` (default: every member), or ``error`` listing them."""
+    allowed = allowed or tuple(kind)
+    for choice in allowed:
+        if value == choice.value:
+            return choice
+    names = ", ".join(c.value for c in allowed)
+    raise error(f"unknown {what} {value!r}", hint=f"use one of {names}")
 
 
 @contextmanager
@@ -215,7 +233,9 @@ def _register(
     settings = settings or load_settings()
     clean_metrics, clean_params = _clean_metrics(metrics), _clean_params(params)
     adapter = loaded.adapter
-    resolved_task = Task(task) if task else adapter.task(loaded.model)
+    resolved_task = (
+        _choose(Task, task, "task", RegistryError) if task else adapter.task(loaded.model)
+    )
     model = adapter.normalize(loaded.model, sample_input)
     source = loaded.source or adapter.serialize(model, sample_input)
     frozen = _freeze(model, adapter, sample_input, resolved_task, settings) if freeze else None
@@ -343,7 +363,9 @@ def quantize(
 ) -> ModelVersion:
     """Create an fp16 or int8 child version if the metric drops by at most ``max_drop``."""
     settings = settings or load_settings()
-    variant, how = Variant(to), Method(method)
+    # Checked before the registry is opened: a bad choice changes nothing.
+    variant = _choose(Variant, to, "variant", QuantizeError, (Variant.FP16, Variant.INT8))
+    how = _choose(Method, method, "quantization method", QuantizeError)
     allowed = settings.quantize.max_drop if max_drop is None else max_drop
     with _registry(registry, settings) as reg:
         parent = reg.get(ref)

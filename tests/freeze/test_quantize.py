@@ -123,9 +123,9 @@ def test_quantized_versions_are_not_quantized_again(
 
 
 def test_unknown_variant_and_method_are_refused(mlp: mf.ModelVersion, registry: Registry) -> None:
-    with pytest.raises(ValueError, match="int4"):
+    with pytest.raises(mf.QuantizeError, match="int4"):
         mf.quantize("mlp:1", to="int4", registry=registry)
-    with pytest.raises(ValueError, match="magic"):
+    with pytest.raises(mf.QuantizeError, match="magic"):
         mf.quantize("mlp:1", to="int8", method="magic", registry=registry)
 
 

@@ -9,7 +9,16 @@ import typer
 
 from modelfleet import sdk
 from modelfleet.cli.context import state
-from modelfleet.cli.output import JsonFlag, console, emit_json, err_console, human_size, table
+from modelfleet.cli.output import (
+    JsonFlag,
+    console,
+    emit_json,
+    err_console,
+    human_size,
+    latency_label,
+    milliseconds,
+    table,
+)
 from modelfleet.datasets import read_data
 from modelfleet.errors import AccuracyDropError
 
@@ -48,13 +57,16 @@ def freeze(
 
 
 def figures_table(title: str, figures: dict[str, Any]) -> Any:
-    """Before/after table of a quantization."""
+    """Before/after table of a quantization, one latency row per batch size timed."""
     lat_b, lat_a = figures.get("latency_before", {}), figures.get("latency_after", {})
+    timed = list(dict.fromkeys([*lat_b, *lat_a])) or ["batch_1_ms", "batch_64_ms"]
     rows = [
         ["size", human_size(figures["size_bytes_before"]), human_size(figures["size_bytes_after"])],
         [figures["metric"], f"{figures['metric_before']:.4f}", f"{figures['metric_after']:.4f}"],
-        ["ms batch 1", f"{lat_b.get('batch_1_ms', 0):.3f}", f"{lat_a.get('batch_1_ms', 0):.3f}"],
-        ["ms batch 64", f"{lat_b.get('batch_64_ms', 0):.3f}", f"{lat_a.get('batch_64_ms', 0):.3f}"],
+        *(
+            [f"ms {latency_label(key)}", milliseconds(lat_b, key), milliseconds(lat_a, key)]
+            for key in timed
+        ),
     ]
     return table(title, ("", "before (fp32)", f"after ({figures['variant']})"), rows)
 

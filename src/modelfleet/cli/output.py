@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -61,13 +61,32 @@ def metrics_text(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
+def latency_label(key: str) -> str:
+    """``batch_4_ms`` -> ``batch 4``: the size a recorded latency was timed at."""
+    if key == "fixed_shape_ms":
+        return "fixed shape"
+    return key.removesuffix("_ms").replace("_", " ")
+
+
+def milliseconds(latency: Mapping[str, float], key: str) -> str:
+    """One recorded median as text, or ``-`` when that size was not timed."""
+    value = latency.get(key)
+    return "-" if value is None else f"{value:.3f}"
+
+
 def latency_text(version: ModelVersion) -> str:
-    """Median latency at batch 1 / 64 from the freeze or quantize record."""
+    """Median latency at batch 1 / 64 from the freeze or quantize record.
+
+    A graph fixed to other row counts is timed only at those: they are shown by name.
+    """
     record = version.verification or {}
     latency = record.get("latency") or record.get("latency_after") or {}
     if not latency:
         return ""
-    return f"{latency.get('batch_1_ms', 0):.3f} / {latency.get('batch_64_ms', 0):.3f}"
+    usual = ("batch_1_ms", "batch_64_ms")
+    if set(latency) <= set(usual):
+        return " / ".join(milliseconds(latency, key) for key in usual)
+    return ", ".join(f"{latency_label(key)}: {milliseconds(latency, key)}" for key in latency)
 
 
 def onnx_size(version: ModelVersion) -> str:

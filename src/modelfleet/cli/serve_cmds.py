@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
+from pydantic import BaseModel, ValidationError
 
 from modelfleet.cli.context import state
 from modelfleet.cli.output import console, emit_json
@@ -18,6 +20,60 @@ app = typer.Typer()
 
 # A token label stays one shell word and one field of ``name:sha256:scopes``.
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# Where each serve flag lands in a model's or the server's config, to name it in an error.
+_FLAGS = {
+    ("variant",): "--variant",
+    ("batching", "max_batch_rows"): "--max-batch-rows",
+    ("batching", "max_wait_ms"): "--max-wait-ms",
+    ("cache", "backend"): "--cache",
+    ("server", "host"): "--host",
+    ("server", "port"): "--port",
+    ("server", "workers"): "--workers",
+}
+
+
+def _literals(annotation: Any) -> list[str]:
+    if get_origin(annotation) is Literal:
+        return [str(arg) for arg in get_args(annotation)]
+    return [value for arg in get_args(annotation) for value in _literals(arg)]
+
+
+def _allowed(model: type[BaseModel], loc: tuple[str, ...]) -> str | None:
+    """What the field at ``loc`` accepts, read from its declaration: choices or bounds."""
+    for part in loc[:-1]:
+        inner = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return None
+        model = inner
+    field = model.model_fields.get(loc[-1]) if loc else None
+    if field is None:
+        return None
+    choices = _literals(field.annotation)
+    if choices:
+        return f"use one of {', '.join(choices)}"
+    bounds = {
+        k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)
+    }
+    if "ge" in bounds and "le" in bounds:
+        return f"use a value from {bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    said = " and ".join(f"{words[k]} {v}" for k, v in bounds.items())
+    return f"use a value {said}" if said else None
+
+
+def _option_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """The first invalid serve option, named by its flag, with the values it takes."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    if loc[:1] == ("models",):  # a model of the merged config: its own fields
+        from modelfleet.serving import ModelConfig
+
+        loc, model = loc[2:], ModelConfig
+    flag = _FLAGS.get(loc, ".".join(loc) or "serve option")
+    return ConfigError(
+        f"invalid {flag} {error['input']!r}", hint=_allowed(model, loc) or error["msg"]
+    )
 
 
 @app.command()
@@ -41,8 +97,18 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Serve models over the V2 protocol and KServe v1 (blocks until SIGTERM)."""
-    from modelfleet.serving import ModelConfig, load_serve_config, parse_tokens, run_server
+    from modelfleet.serving import (
+        ModelConfig,
+        ServeConfig,
+        load_serve_config,
+        parse_tokens,
+        run_server,
+    )
 
+    if log_level.lower() not in _LOG_LEVELS:
+        raise ConfigError(
+            f"invalid --log-level {log_level!r}", hint=f"use one of {', '.join(_LOG_LEVELS)}"
+        )
     base = load_serve_config(config)
     models = list(base.models)
     for ref in refs or []:
@@ -51,16 +117,16 @@ def serve(
             batching["max_batch_rows"] = max_batch_rows
         if max_wait_ms is not None:
             batching["max_wait_ms"] = max_wait_ms
-        models.append(
-            ModelConfig.model_validate(
-                {
-                    "ref": ref,
-                    "variant": variant,
-                    "batching": batching,
-                    "cache": {"backend": cache} if cache else {},
-                }
-            )
-        )
+        raw = {
+            "ref": ref,
+            "variant": variant,
+            "batching": batching,
+            "cache": {"backend": cache} if cache else {},
+        }
+        try:
+            models.append(ModelConfig.model_validate(raw))
+        except ValidationError as exc:
+            raise _option_error(exc, ModelConfig) from None
     if not models:
         raise ConfigError("nothing to serve", hint="give a model reference or --config FILE")
     server_updates: dict[str, object] = {
@@ -72,8 +138,15 @@ def serve(
     serve_config = base.model_copy(
         update={"models": tuple(models), "server": base.server.model_copy(update=server_updates)}
     )
-    type(serve_config).model_validate(serve_config.model_dump())  # re-check merged values
-    run_server(serve_config, state(ctx).settings, log_level=log_level)
+    try:  # model_copy does not validate: re-check the merged values
+        ServeConfig.model_validate(serve_config.model_dump())
+    except ValidationError as exc:
+        raise _option_error(exc, ServeConfig) from None
+    # The CLI's root logger shows warnings only unless -v; the server's own notices (a drain
+    # starting and ending) should show at the level chosen for the server. The hot-swap
+    # events log through uvicorn's logger, which has its own handler and does not propagate.
+    logging.getLogger("modelfleet.serving").setLevel(log_level.upper())
+    run_server(serve_config, state(ctx).settings, log_level=log_level.lower())
 
 
 @app.command()

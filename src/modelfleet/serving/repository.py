@@ -11,8 +11,6 @@ and is reported in the status, once in the log, and in
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from modelfleet.config import Settings
-from modelfleet.errors import ModelfleetError, RegistryError, UnknownModelError
+from modelfleet.errors import UnknownModelError
 from modelfleet.refs import parse_ref
 from modelfleet.serving.cache import Cache, open_cache
 from modelfleet.serving.live.watch import Watchtower
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
+from modelfleet.serving.resolver import Resolver, Target, is_file_ref
 from modelfleet.serving.settings import ModelConfig, ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -35,15 +34,6 @@ logger = logging.getLogger(__name__)
 # ``serve --log-level``; a child of that log prints these once, at the level the operator chose.
 events = logging.getLogger("uvicorn.error").getChild("modelfleet")
 _RETRY_CAP_S = 300.0  # longest wait between retries of a version that keeps failing to load
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a reference points at, known without reading the graph."""
-
-    version: str
-    stamp: str  # the registry's sha256 of the graph; for a file, its size and mtime
-    record: Any = field(default=None, compare=False)  # the registry's version record
 
 
 @dataclass(frozen=True)
@@ -83,23 +73,6 @@ class ModelHandle:
         }
 
 
-def _read_profile(path: str | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        profile: dict[str, Any] = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelfleetError(
-            f"cannot read the training profile {path}: {exc}",
-            hint="point watch.profile at the profile JSON exported with the model",
-        ) from exc
-    return profile
-
-
-def _is_file_ref(ref: str) -> bool:
-    return ref.endswith(".onnx") or "/" in ref
-
-
 class ModelRepository:
     """Loads the configured models and keeps them current."""
 
@@ -116,7 +89,7 @@ class ModelRepository:
         self.metrics = metrics
         self.settings = settings
         self.handles: dict[str, ModelHandle] = {}
-        self._registry: Any = None
+        self.resolver = Resolver(settings)
         self._caches: dict[str, Cache] = {}
         self._lock = asyncio.Lock()
         self.watchtower = Watchtower(config.monitoring, metrics)
@@ -128,95 +101,7 @@ class ModelRepository:
 
     @staticmethod
     def _default_name(ref: str) -> str:
-        return Path(ref).stem if _is_file_ref(ref) else parse_ref(ref).name
-
-    # -- resolving ------------------------------------------------------------------------
-
-    def _open_registry(self) -> Any:
-        if self._registry is None:
-            from modelfleet.registry import Registry
-
-            if self.settings is None:
-                raise RegistryError("no registry configured to resolve model references")
-            self._registry = Registry.open(self.settings)
-        return self._registry
-
-    def locate(self, handle: ModelHandle) -> Target:
-        """What a handle's reference points at now; reads no graph. Blocking."""
-        ref = handle.config.ref
-        if _is_file_ref(ref):
-            path = Path(ref)
-            if not path.is_file():
-                raise ModelfleetError(f"model file {path} does not exist", hint="check the path")
-            stat = path.stat()
-            return Target(handle.config.version or "1", f"{stat.st_size}:{stat.st_mtime_ns}")
-        registry = self._open_registry()
-        version = self._variant(registry, registry.get(ref), handle.config.variant)
-        graph = version.artifact("onnx")
-        # No onnx artifact: reading it raises the registry's error, with its hint.
-        return Target(str(version.version), graph.sha256 if graph else "", version)
-
-    def resolve(self, handle: ModelHandle, target: Target) -> ModelSource:
-        """Read (sha256-verified) the graph ``target`` names. Blocking."""
-        if target.record is None:
-            return self._resolve_file(handle)
-        registry = self._open_registry()
-        version = target.record
-        graph = registry.read_artifact(version, "onnx")  # verified against target.stamp
-        latency = (version.verification or {}).get("latency") or {}
-        per_row = latency.get("batch_64_ms")
-        profile = registry.reference_profile(version) if handle.config.watch.enabled else None
-        return ModelSource(
-            name=handle.name,
-            version=target.version,
-            variant=version.variant.value,
-            sha256=target.stamp,
-            graph=graph,
-            origin=f"registry {version.ref}",
-            metrics=dict(version.metrics),
-            stages=version.stages,
-            ms_per_row=per_row / 64 if per_row else None,
-            profile=json.loads(profile) if profile else None,
-        )
-
-    @staticmethod
-    def _variant(registry: Any, base: Any, variant: str | None) -> Any:
-        if variant is None or base.variant.value == variant:
-            return base
-        children = [
-            v
-            for v in registry.versions(base.name)
-            if v.lineage.parent_version == base.version and v.variant.value == variant
-        ]
-        if not children:
-            raise RegistryError(
-                f"{base.ref} has no {variant} variant",
-                hint=f"create one with 'modelfleet quantize {base.ref} --to {variant}'",
-            )
-        return children[-1]
-
-    def _resolve_file(self, handle: ModelHandle) -> ModelSource:
-        path = Path(handle.config.ref)
-        try:
-            graph = path.read_bytes()
-        except OSError as exc:
-            raise ModelfleetError(f"cannot read model file {path}: {exc}") from exc
-        digest = hashlib.sha256(graph).hexdigest()
-        expected = handle.config.sha256
-        if expected and expected != digest:
-            from modelfleet.errors import ArtifactCorruptedError
-
-            raise ArtifactCorruptedError(str(path), expected=expected, actual=digest)
-        return ModelSource(
-            name=handle.name,
-            version=handle.config.version or "1",
-            variant=handle.config.variant or "fp32",
-            sha256=digest,
-            graph=graph,
-            origin=str(path),
-            metrics=dict(handle.config.metrics),
-            profile=_read_profile(handle.config.watch.profile),
-        )
+        return Path(ref).stem if is_file_ref(ref) else parse_ref(ref).name
 
     # -- loading --------------------------------------------------------------------------
 
@@ -271,12 +156,14 @@ class ModelRepository:
             if polled and self._backing_off(handle, None):
                 return handle.status()
             try:
-                target = await loop.run_in_executor(None, self.locate, handle)
+                target = await loop.run_in_executor(None, self.resolver.locate, handle.config)
                 if target == handle.loaded and not force:
                     return self._settle(handle, target)
                 if polled and self._backing_off(handle, target):
                     return handle.status()
-                source = await loop.run_in_executor(None, self.resolve, handle, target)
+                source = await loop.run_in_executor(
+                    None, self.resolver.resolve, handle.name, handle.config, target
+                )
                 current, same = handle.current, (source.version, source.sha256)
                 if current and (current.version, current.source.sha256) == same and not force:
                     return self._settle(handle, target)  # a file touched, not changed
@@ -381,7 +268,7 @@ class ModelRepository:
             for handle in self.handles.values():
                 follows = (
                     handle.config.follow
-                    and not _is_file_ref(handle.config.ref)
+                    and not is_file_ref(handle.config.ref)
                     and "@" in handle.config.ref
                 )
                 if follows or handle.current is None:
@@ -428,5 +315,4 @@ class ModelRepository:
         await self.watchtower.close()
         for cache in self._caches.values():
             await cache.close()
-        if self._registry is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._registry.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.resolver.close)
