@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,13 +30,15 @@ from modelfleet.serving.auth import Authenticator
 from modelfleet.serving.core import InferenceCore
 from modelfleet.serving.http_errors import error_reply
 from modelfleet.serving.http_input import (
+    check_feedback_ids,
     int_header,
     read_body,
     request_headers,
+    request_id,
     scope_headers,
     timeout_header,
 )
-from modelfleet.serving.live import MAX_ID_LENGTH, Summarizer, monitor_page
+from modelfleet.serving.live import Summarizer, monitor_page
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import unavailable
 from modelfleet.serving.openapi import docs_page, openapi_document
@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 _JSON = b"application/json"
-_CLOSE = (b"connection", b"close")
 
 
 class ServingApp:
@@ -73,9 +72,6 @@ class ServingApp:
         self.auth = Authenticator(self.config.tokens)
         self.summary = Summarizer(core.config.monitoring.summary_window_s)
         self._tasks: list[asyncio.Task[None]] = []
-        # Ids are unique across worker processes and restarts: a random prefix, a counter.
-        self._id_prefix = secrets.token_hex(5) + "-"
-        self._ids = itertools.count(1)
         self.router = Starlette(
             routes=self._routes(),
             exception_handlers={
@@ -178,7 +174,7 @@ class ServingApp:
                 body, None if length is None else int_header(length, HEADER_LENGTH)
             )
             timeout = headers.get("x-timeout-ms")
-            rid = self._request_id(request.id or headers.get("x-request-id"))
+            rid = request_id(request.id or headers.get("x-request-id"))
             result = await self.core.infer(
                 name,
                 version,
@@ -200,8 +196,6 @@ class ServingApp:
             if header_length is not None:
                 extra.append((HEADER_LENGTH.encode(), str(header_length).encode()))
             kind = _JSON if header_length is None else b"application/octet-stream"
-            if self.core.draining:
-                extra.append(_CLOSE)  # move kept-alive clients to another replica
             await _send(send, 200, payload, kind, extra)
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(scope, send, exc)
@@ -215,7 +209,7 @@ class ServingApp:
             self.auth.check(headers.get("authorization"), "infer")
             body = await read_body(receive, headers, self.config.max_body_bytes)
             signature = self.repository.instance(name).signature
-            rid = self._request_id(headers.get("x-request-id"))
+            rid = request_id(headers.get("x-request-id"))
             result = await self.core.predict(
                 name,
                 decode_v1(body, signature),
@@ -224,23 +218,10 @@ class ServingApp:
             )
             instance = result.instance
             extra = [(b"x-request-id", rid.encode())]
-            if self.core.draining:
-                extra.append(_CLOSE)
             await _send(send, 200, encode_v1(result.outputs, signature), _JSON, extra)
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(scope, send, exc)
         self._count(name, instance, "v1", status, started)
-
-    def _request_id(self, given: str | None) -> str:
-        """The client's id (V2 ``id`` or ``X-Request-Id``) or a new one unique to this server."""
-        if given is None or given == "":
-            return f"{self._id_prefix}{next(self._ids):x}"
-        if len(given) > MAX_ID_LENGTH:
-            raise InvalidInputError(
-                f"request id has {len(given)} characters, more than {MAX_ID_LENGTH}",
-                hint="send a shorter id, or none and use the one the server returns",
-            )
-        return given
 
     def _count(self, name: str, instance: Any, endpoint: str, status: int, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -253,11 +234,10 @@ class ServingApp:
             self.metrics.requests.labels("unknown", "", endpoint, str(status)).inc()
 
     async def _send_error(self, scope: Scope, send: Send, exc: Exception) -> int:
+        # While draining, the HTTP protocol adds Connection: close to the last answer of a
+        # connection, after every pipelined request already received is answered.
         reply = error_reply(exc, scope["method"], scope["path"])
-        headers = list(reply.headers)
-        if self.core.draining:
-            headers.append(_CLOSE)
-        await _send(send, reply.status, reply.body, _JSON, headers)
+        await _send(send, reply.status, reply.body, _JSON, list(reply.headers))
         return reply.status
 
     # -- other routes ---------------------------------------------------------------------
@@ -374,6 +354,7 @@ class ServingApp:
             )
         limit = self.config.max_body_bytes
         body = await read_body(request.receive, request_headers(request), limit)
+        check_feedback_ids(body)
         return self._json(await self.repository.watchtower.feedback(instance.watch, body))
 
     async def _summary(self, request: Request) -> Response:

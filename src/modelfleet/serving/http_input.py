@@ -1,13 +1,19 @@
-"""What the HTTP layer reads off a request: the few headers it needs and a size-limited body."""
+"""What the HTTP layer reads off a request: the few headers it needs, its id, a limited body."""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import secrets
 import zlib
 
+import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
 from modelfleet.errors import InvalidInputError, PayloadTooLargeError
+from modelfleet.serving.live import MAX_ID_LENGTH
 from modelfleet.serving.protocol import HEADER_LENGTH
 
 _WANTED_HEADERS = frozenset(
@@ -37,6 +43,64 @@ def request_headers(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.encode() in _WANTED_HEADERS}
 
 
+# Ids travel back in the X-Request-Id header: printable ASCII survives every HTTP stack
+# byte for byte; anything else is mangled (latin-1 vs UTF-8), stripped (outer spaces) or
+# breaks the response (CR, LF, NUL). Refusing it keeps "the id you sent is the id you get".
+_ID = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+
+
+def request_id(given: str | None) -> str:
+    """The client's id (V2 ``id`` or ``X-Request-Id``), checked, or a new unguessable one."""
+    if given is None or given == "":
+        # 128 random bits: feedback needs the id, so ids must not be guessable. The prefix,
+        # random per process, tells logs and operators which worker answered.
+        return f"{_process_tag()}-{secrets.token_urlsafe(16)}"
+    check_request_id(given)
+    return given
+
+
+_TAG: dict[int, str] = {}
+
+
+def _process_tag() -> str:
+    """Six hex digits drawn once per process (keyed by pid, so a forked worker draws its own)."""
+    pid = os.getpid()
+    if pid not in _TAG:
+        _TAG.clear()
+        _TAG[pid] = secrets.token_hex(3)
+    return _TAG[pid]
+
+
+def check_request_id(rid: str) -> None:
+    """A clear 400 unless ``rid`` is printable ASCII of at most ``MAX_ID_LENGTH`` characters."""
+    if len(rid) > MAX_ID_LENGTH:
+        raise InvalidInputError(
+            f"request id has {len(rid)} characters, more than {MAX_ID_LENGTH}",
+            hint="send a shorter id, or none and use the one the server returns",
+        )
+    if not _ID.fullmatch(rid):
+        raise InvalidInputError(
+            f"request id {rid!a} must be printable ASCII (no control characters, "
+            "no leading or trailing space)",
+            hint="send an ASCII id, or none and use the one the server returns",
+        )
+
+
+def check_feedback_ids(body: bytes) -> None:
+    """Feedback names ids by the same rule as predictions: an id never accepted is a 400.
+
+    Only the ids are checked here; the feedback parser explains every other mistake.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    ids = doc.get("request_ids") if isinstance(doc, dict) else None
+    for rid in ids if isinstance(ids, list) else ():
+        if isinstance(rid, str) and rid:
+            check_request_id(rid)
+
+
 def int_header(value: str | None, name: str) -> int | None:
     """An integer header, or a clear 400."""
     if value is None:
@@ -55,8 +119,10 @@ def timeout_header(value: str | None) -> float | None:
         ms = float(value)
     except ValueError:
         raise InvalidInputError(f"header X-Timeout-Ms must be a number, got {value!r}") from None
-    if ms <= 0:
-        raise InvalidInputError("header X-Timeout-Ms must be positive")
+    if not math.isfinite(ms) or ms <= 0:
+        raise InvalidInputError(
+            f"header X-Timeout-Ms must be positive and finite (milliseconds), got {value!r}"
+        )
     return ms / 1000
 
 
@@ -90,12 +156,29 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise InvalidInputError(
             f"unsupported Content-Encoding {encoding!r}", hint="use gzip, deflate or none"
         )
+    # gzip allows several members one after another (RFC 1952 2.2); deflate is one stream.
     wbits = 31 if encoding == "gzip" else 15
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(limit)
-    return data
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLargeError(limit)
+        parts.append(data)
+        if not inflater.eof:
+            raise InvalidInputError(
+                f"body is not valid {encoding} data: it ends before the compressed stream does",
+                hint="send the whole compressed body",
+            )
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if encoding != "gzip":
+            raise InvalidInputError(
+                f"body is not valid {encoding} data: {len(rest)} bytes follow the stream"
+            )

@@ -52,7 +52,12 @@ _SIGNATURE_TO_V2 = {
     STRING: "BYTES",
 }
 HEADER_LENGTH = "inference-header-content-length"
+MAX_DIMS = 32  # numpy allows 64; no model input comes near this
 _ORJSON = orjson.OPT_SERIALIZE_NUMPY
+# The numpy kinds of JSON data each datatype's kind takes: numbers never take strings,
+# booleans or nulls, and integers take floats only when they are whole (truncating 2.7 to 2
+# changes a label).
+_JSON_KINDS = {"b": "b", "i": "iuf", "u": "iuf", "f": "iuf"}
 
 
 def v2_datatype(dtype: str) -> str:
@@ -127,9 +132,14 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
             hint="check the binary_data_size parameters",
         )
     request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInputError(
+            f"request 'id' must be a string, got {type(request_id).__name__}",
+            hint='send "id": "…" or leave it out and use the id the server returns',
+        )
     return InferRequest(
         inputs=inputs,
-        id=str(request_id) if request_id is not None else None,
+        id=request_id,
         parameters=parameters,
         outputs=_requested_outputs(doc.get("outputs"), parameters),
         binary_output=bool(parameters.get("binary_data_output", False)),
@@ -147,11 +157,10 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
 def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, Any, int]:
     if not isinstance(raw, dict):
         raise InvalidInputError("each input must be an object with name, shape and datatype")
-    name, shape, datatype = raw.get("name"), raw.get("shape"), raw.get("datatype")
+    name, datatype = raw.get("name"), raw.get("datatype")
     if not isinstance(name, str):
         raise InvalidInputError("an input has no 'name'")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidInputError(f"input {name!r} needs 'shape', a list of non-negative integers")
+    shape = _shape(name, raw.get("shape"))
     dtype = V2_TO_NUMPY.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise InvalidInputError(
@@ -170,19 +179,38 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[str, Any, 
     return name, _from_json(name, raw["data"], dtype, shape, str(datatype)), 0
 
 
+def _shape(name: str, shape: Any) -> list[int]:
+    # bool is an int subclass: JSON true would otherwise be a dimension of 1.
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise InvalidInputError(
+            f"input {name!r} needs 'shape', a list of non-negative integers "
+            f"(at most {MAX_DIMS} of them)"
+        )
+    return shape
+
+
+def _reshape(name: str, array: np.ndarray[Any, Any], shape: list[int]) -> Any:
+    try:
+        return array.reshape(shape)
+    except ValueError:  # a zero-size shape with a dimension numpy cannot index
+        raise InvalidInputError(
+            f"input {name!r}: shape {shape} is too large to build",
+            hint="send the shape of the data you send",
+        ) from None
+
+
 def _from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int], datatype: str) -> Any:
     count = math.prod(shape)
     try:
         if dtype.kind == "O":
             array = np.array(data, dtype=object)
             array = np.vectorize(_as_text, otypes=[object])(array) if array.size else array
-        elif dtype.kind == "b":
-            array = np.asarray(data)
-            if array.size and array.dtype.kind != "b":
-                raise TypeError("not booleans")
-            array = array.astype(np.bool_)
         else:
-            array = np.asarray(data, dtype=dtype)
+            array = _typed(data, dtype)
     except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(
             f"input {name!r}: data does not hold {datatype} values",
@@ -192,7 +220,29 @@ def _from_json(name: str, data: Any, dtype: np.dtype[Any], shape: list[int], dat
         raise InvalidInputError(
             f"input {name!r}: shape {shape} needs {count} values, got {array.size}"
         )
-    return array.reshape(shape)
+    return _reshape(name, array, shape)
+
+
+def _typed(data: Any, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """JSON ``data`` as ``dtype``, if it holds values of that type (else TypeError)."""
+    raw = np.asarray(data)
+    if raw.size == 0 or raw.dtype == dtype:
+        return raw.astype(dtype, copy=False)
+    if raw.dtype.kind not in _JSON_KINDS[dtype.kind]:
+        raise TypeError(f"{raw.dtype.kind} data for {dtype.name}")
+    if dtype.kind in "iu":
+        if raw.dtype.kind == "f":
+            # Fractions, or int64 and uint64 values together (numpy reads those as floats):
+            # convert exactly, then refuse what does not compare equal.
+            with np.errstate(invalid="ignore", over="ignore"):
+                exact = np.asarray(data, dtype=dtype)
+            if not np.array_equal(exact, raw):
+                raise TypeError(f"fractional data for {dtype.name}")
+            return exact
+        info = np.iinfo(dtype)
+        if int(raw.min()) < info.min or int(raw.max()) > info.max:
+            raise OverflowError(f"out of the range of {dtype.name}")
+    return raw.astype(dtype)
 
 
 def _as_text(value: Any) -> str:
@@ -206,13 +256,15 @@ def _as_text(value: Any) -> str:
 def _from_binary(name: str, chunk: memoryview, dtype: np.dtype[Any], shape: list[int]) -> Any:
     count = math.prod(shape)
     if dtype.kind == "O":
-        return np.array(_unpack_bytes(name, bytes(chunk), count), dtype=object).reshape(shape)
+        return _reshape(
+            name, np.array(_unpack_bytes(name, bytes(chunk), count), dtype=object), shape
+        )
     if len(chunk) != count * dtype.itemsize:
         raise InvalidInputError(
             f"input {name!r}: shape {shape} of {dtype.name} needs "
             f"{count * dtype.itemsize} bytes, got {len(chunk)}"
         )
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return _reshape(name, np.frombuffer(chunk, dtype=dtype.newbyteorder("<")), shape)
 
 
 def _unpack_bytes(name: str, raw: bytes, count: int) -> list[str]:
