@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= all,dev
 
-.PHONY: demo test e2e check format bench system-deps venv clean
+.PHONY: demo test e2e check format bench soak system-deps venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ clean:
 bench: $(STAMP)
 	benchmarks/peers/setup.sh
 	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
+
+# Opt-in, not part of `make test`: a real server under mixed clients for SOAK_SECONDS (180).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $${SOAK_SECONDS:-180}
