@@ -11,29 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelfleet.cli import main
-from tests.models import iris, logistic_pipeline, sum_graph
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MODELFLEET_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MODELFLEET_QUANTIZE__LATENCY_RUNS", "3")
-    monkeypatch.setenv("COLUMNS", "200")
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def onnx_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sum.onnx"
-    path.write_bytes(sum_graph().SerializeToString())
-    return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.runner import run
+from tests.models import iris, logistic_pipeline
 
 
 def test_register_list_show_and_json(

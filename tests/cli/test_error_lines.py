@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.cli import main
-from tests.models import sum_graph
+from tests.cli.runner import run
 
 
 @pytest.fixture
@@ -18,19 +17,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODELFLEET_HOME", str(home))
     monkeypatch.setenv("COLUMNS", "400")
     return home
-
-
-@pytest.fixture
-def onnx_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sum.onnx"
-    path.write_bytes(sum_graph().SerializeToString())
-    return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_an_error_naming_a_bracketed_reference_shows_it_whole(

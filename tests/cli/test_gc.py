@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import modelfleet as mf
-from modelfleet.cli import main
 from modelfleet.config import Settings, load_settings
 from modelfleet.jobs import JobQueue, JobState
 from modelfleet.pipeline import Pipeline, run_pipeline, step
 from modelfleet.registry import Registry, collect_garbage
+from tests.cli.runner import run
 from tests.models import sum_graph
 
 HOURS_AGO = time.time() - 2 * 3600
@@ -81,12 +81,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
         if key not in young:
             age(root, key)
     return Store(root, orphan, temporary, young, log.key)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_dry_run_lists_garbage_with_sizes_and_deletes_nothing(

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelfleet.cli import main
 from modelfleet.client import Client
 from modelfleet.config import Settings
 from modelfleet.jobs.queue import JobQueue
 from modelfleet.pipeline import load_pipeline, run_pipeline
 from modelfleet.serving.settings import ModelConfig, ServeConfig, WatchConfig
+from tests.cli.runner import run
 from tests.conftest import make_settings
 from tests.monitor.test_retrain import PIPELINE, write_data
 from tests.servers import free_port
@@ -40,12 +40,6 @@ def server(home_settings: Settings) -> Iterator[RunningServer]:
     model = ModelConfig(ref="iris@dev", watch=WatchConfig(min_labels=3))
     with run_server(ServeConfig(models=(model,)), home_settings) as running:
         yield running
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _answer(url: str, rows: np.ndarray[Any, Any]) -> list[tuple[str, int]]:

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelfleet.cli import main
 from modelfleet.config import load_settings
 from modelfleet.registry import Registry
-from tests.models import sum_graph
+from tests.cli.runner import run
 
 ROWS = 40
 
@@ -26,19 +25,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODELFLEET_QUANTIZE__LATENCY_RUNS", "3")
     monkeypatch.setenv("COLUMNS", "400")
     return tmp_path / "home"
-
-
-@pytest.fixture
-def onnx_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sum.onnx"
-    path.write_bytes(sum_graph().SerializeToString())
-    return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def stored_profile(ref: str) -> dict[str, object] | None:

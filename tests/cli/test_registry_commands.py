@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from modelfleet.cli import main
-from tests.models import sum_graph
 
 
 @pytest.fixture
@@ -20,13 +19,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODELFLEET_QUANTIZE__LATENCY_RUNS", "3")
     monkeypatch.setenv("COLUMNS", "200")  # tables wide enough to read cells whole
     return tmp_path / "home"
-
-
-@pytest.fixture
-def onnx_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sum.onnx"
-    path.write_bytes(sum_graph().SerializeToString())
-    return path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

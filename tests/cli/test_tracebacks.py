@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from modelfleet.cli import main
-from tests.models import sum_graph
 from tests.servers import free_port, wait_for_port
 
 
@@ -23,13 +22,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MODELFLEET_HOME", str(home))
     monkeypatch.setenv("COLUMNS", "400")
     return home
-
-
-@pytest.fixture
-def onnx_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sum.onnx"
-    path.write_bytes(sum_graph().SerializeToString())
-    return path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
