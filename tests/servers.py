@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -168,3 +168,20 @@ def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             proc.terminate()
             proc.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True

@@ -6,29 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from modelfleet.config import Settings
 from modelfleet.jobs import JobQueue, JobState, Worker
+from tests.servers import process_gone, wait_until
 
 SLOW = Path(__file__).parent / "pipelines" / "slow.py"
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
+    wait_until(condition, timeout)
 
 
 def test_sigterm_hands_the_job_back_without_charging_an_attempt(
@@ -59,7 +48,7 @@ def test_sigterm_hands_the_job_back_without_charging_an_attempt(
             worker.wait()
     assert worker.returncode == 0
     assert out.decode().strip().endswith("worker leaving: 0 job(s) finished")
-    _wait(lambda: _gone(child), timeout=10)  # its job did not outlive it
+    _wait(lambda: process_gone(child), timeout=10)  # its job did not outlive it
     back = queue.get(job.id)
     assert (back.state, back.attempts, back.lease_owner) == (JobState.QUEUED, 0, None)
     logs = "".join(text for _, _, text in queue.logs(job.id))

@@ -16,16 +16,13 @@ import pytest
 from modelfleet.config import Settings
 from modelfleet.jobs import FINISHED, JobQueue, JobState, Worker
 from tests.conftest import make_settings
+from tests.servers import process_gone, wait_until
 
 SLOW = Path(__file__).parent / "pipelines" / "slow.py"
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 @pytest.fixture
@@ -83,13 +80,6 @@ def _worker_process(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
-
-
 def test_sigterm_stops_the_worker_and_its_job_which_another_worker_then_finishes(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -109,7 +99,7 @@ def test_sigterm_stops_the_worker_and_its_job_which_another_worker_then_finishes
             worker.wait()
     assert worker.returncode == 0
     assert out.decode().strip().endswith("worker leaving: 0 job(s) finished")
-    _wait(lambda: _gone(child), timeout=10)  # its job did not outlive it
+    _wait(lambda: process_gone(child), timeout=10)  # its job did not outlive it
     left = queue.get(job.id)  # handed back: queued again, the interrupted try not charged
     assert (left.state, left.attempts, left.result) == (JobState.QUEUED, 0, None)
     assert Worker(queue, settings, name="next", lease_s=10, poll_s=0.05).run(once=True) == 1

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from modelfleet.config import Settings
 from modelfleet.errors import JobError
 from modelfleet.jobs import JobQueue, JobState, Worker
 from modelfleet.registry import Registry
+from tests.servers import wait_until
 
 SLOW = Path(__file__).parent / "pipelines" / "slow.py"
 
@@ -77,11 +77,7 @@ pipeline = Pipeline(
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 def test_a_retry_after_the_worker_was_killed_reuses_the_registered_version(

@@ -15,17 +15,14 @@ import pytest
 from modelfleet.cli import main
 from modelfleet.config import Settings
 from modelfleet.jobs import JobQueue, JobState
+from tests.servers import wait_until
 
 SLOW = Path(__file__).parent / "pipelines" / "slow.py"
 CHURN = Path(__file__).resolve().parents[2] / "examples" / "churn" / "pipeline.py"
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.1)
+    wait_until(condition, timeout)
 
 
 def _worker(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:

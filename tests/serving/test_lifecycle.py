@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from modelfleet.serving.settings import ModelConfig
 from tests.models import heavy_graph, sum_graph
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, wait_for_port, wait_until
 from tests.serving.conftest import RunningServer
 
 Start = Callable[..., RunningServer]
@@ -60,11 +59,7 @@ class Load:
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 def test_hot_swap_under_load_loses_nothing(registry: Registry, served: Start) -> None:

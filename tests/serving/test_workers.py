@@ -22,15 +22,11 @@ import modelfleet as mf
 from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from tests.models import heavy_graph, logistic_pipeline, sum_graph
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, wait_for_port, wait_until
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
+    wait_until(condition, timeout)
 
 
 def _children(pid: int) -> set[int]:
