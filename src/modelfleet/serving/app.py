@@ -14,7 +14,8 @@ import gc
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -38,12 +39,14 @@ from modelfleet.serving.http_input import (
     scope_headers,
     timeout_header,
 )
+from modelfleet.serving.json_data import LEAN_MIN_BYTES
 from modelfleet.serving.live import Summarizer, monitor_page
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import unavailable
 from modelfleet.serving.openapi import docs_page, openapi_document
 from modelfleet.serving.protocol import (
     HEADER_LENGTH,
+    InferRequest,
     decode_request,
     decode_v1,
     encode_response,
@@ -72,6 +75,7 @@ class ServingApp:
         self.auth = Authenticator(self.config.tokens)
         self.summary = Summarizer(core.config.monitoring.summary_window_s)
         self._tasks: list[asyncio.Task[None]] = []
+        self._decoder: ThreadPoolExecutor | None = None
         self.router = Starlette(
             routes=self._routes(),
             exception_handlers={
@@ -139,6 +143,9 @@ class ServingApp:
             loop.create_task(self.repository.poll_forever()),
             loop.create_task(self._refresh_gauges()),
         ]
+        # One slot: big bodies are decoded one at a time, off the event loop, so their
+        # memory is one decode's and small requests are answered between the slices.
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="modelfleet-decode")
         self.core.started = True
         _tune_gc()
 
@@ -155,6 +162,8 @@ class ServingApp:
             logger.warning("drain timed out with %d requests in flight", self.core.inflight)
         for task in self._tasks:
             task.cancel()
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
         await self.repository.close()
 
     # -- inference fast path --------------------------------------------------------------
@@ -168,9 +177,9 @@ class ServingApp:
         try:
             if self.auth.enabled:
                 self.auth.check(headers.get("authorization"), "infer")
-            body = await read_body(receive, headers, self.config.max_body_bytes)
+            body = await read_body(receive, headers, self.config.max_body_bytes, self._offload)
             length = headers.get(HEADER_LENGTH)
-            request = decode_request(
+            request = await self._decode(
                 body, None if length is None else int_header(length, HEADER_LENGTH)
             )
             timeout = headers.get("x-timeout-ms")
@@ -200,6 +209,17 @@ class ServingApp:
         except Exception as exc:  # every failure becomes one JSON error response
             status = await self._send_error(scope, send, exc)
         self._count(name, instance, "v2", status, started)
+
+    async def _offload(self, inflate: Callable[[], bytes]) -> bytes:
+        if self._decoder is None:
+            return inflate()
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, inflate)
+
+    async def _decode(self, body: bytes, header_length: int | None) -> InferRequest:
+        if len(body) < LEAN_MIN_BYTES or self._decoder is None:
+            return decode_request(body, header_length)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decoder, decode_request, body, header_length)
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         started = time.monotonic()

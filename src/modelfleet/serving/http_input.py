@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import zlib
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.requests import Request
@@ -126,8 +127,16 @@ def timeout_header(value: str | None) -> float | None:
     return ms / 1000
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole body, decompressed; 413 as soon as it (or what it inflates to) passes ``limit``."""
+Offload = Callable[[Callable[[], bytes]], Awaitable[bytes]]
+
+
+async def read_body(
+    receive: Receive, headers: dict[str, str], limit: int, offload: Offload | None = None
+) -> bytes:
+    """The whole body, decompressed; 413 as soon as it (or what it inflates to) passes ``limit``.
+
+    ``offload`` runs the decompression off the event loop (zlib lets go of the GIL meanwhile).
+    """
     declared = int_header(headers.get("content-length"), "Content-Length")
     if declared is not None and declared > limit:
         raise PayloadTooLargeError(limit)
@@ -145,7 +154,11 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
             break
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = headers.get("content-encoding")
-    return _decompress(body, encoding, limit) if encoding else body
+    if not encoding:
+        return body
+    if offload is None:
+        return _decompress(body, encoding, limit)
+    return await offload(lambda: _decompress(body, encoding, limit))
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
