@@ -156,4 +156,3 @@ def test_a_big_valid_body_is_answered_in_full(adder: RunningServer) -> None:
     assert output["shape"] == [rows, 1]
     expected = [sum(values[3 * i : 3 * i + 3]) for i in range(rows)]
     assert output["data"] == expected
-
