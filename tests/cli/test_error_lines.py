@@ -90,3 +90,22 @@ def test_tags_and_paths_with_brackets_print_as_given(
     code, out, _ = run(capsys, "artifacts", "adder:1")
     assert code == 0
     assert out.count("home [dev]") == 2  # the source file's URI and the ONNX graph's
+
+
+def test_a_job_error_and_params_with_brackets_print_as_given(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelfleet.config import load_settings
+    from modelfleet.jobs import JobQueue, JobState
+
+    pipeline = tmp_path / "p.py"
+    pipeline.write_text("")
+    queue = JobQueue(load_settings().db_url)
+    job = queue.submit(str(pipeline), {"layers": [64, 32], "tag": "[bold]x"})
+    queue.end_external(job.id, JobState.FAILED, "shape [/] mismatch in [red]layer 2")
+    queue.close()
+    code, out, err = run(capsys, "jobs", "show", str(job.id))
+    assert code == 0, err
+    assert "error: shape [/] mismatch in [red]layer 2" in out
+    assert "'layers': [64, 32]" in out
+    assert "'tag': '[bold]x'" in out

@@ -59,9 +59,9 @@ def build(
     if as_json:
         emit_json(result.as_dict())
         return
-    console.print(f"build context: {result.context}")
+    console.print(f"build context: {result.context}", markup=False)
     console.print(f"SBOM: {result.sbom_components} components (sbom.cdx.json)")
-    console.print(f"scan: {result.vulnerability_summary}")
+    console.print(f"scan: {result.vulnerability_summary}", markup=False)
     if result.image is None:
         console.print(
             "no container engine found (podman, docker with a daemon, buildah): the context "
@@ -133,6 +133,8 @@ def run_local(
             {"url": container.url, "version": meta["versions"], "user": user, "outputs": answer}
         )
         return
-    console.print(f"{version.ref} ({stage.value}) answered at {container.url} as uid {user}:")
+    console.print(
+        f"{version.ref} ({stage.value}) answered at {container.url} as uid {user}:", markup=False
+    )
     for name, value in answer.items():
-        console.print(f"  {name}: {value}")
+        console.print(f"  {name}: {value}", markup=False)

@@ -90,7 +90,9 @@ def deploy(
             if as_json:
                 emit_json({"folder": str(folder), "files": [f.name for f in files]})
             else:
-                console.print(f"wrote {len(files)} manifests and kustomization.yaml to {folder}")
+                console.print(
+                    f"wrote {len(files)} manifests and kustomization.yaml to {folder}", markup=False
+                )
             return
     _apply(spec, [to_dict(o) for o in objects], kubeconfig, timeout, kserve, as_json)
 
@@ -111,7 +113,7 @@ def _apply(
     if not as_json:
         console.print(f"cluster {cluster.server_version}: applied {len(result.applied)} objects")
         for note in result.skipped:
-            console.print(f"  skipped {note}")
+            console.print(f"  skipped {note}", markup=False)
     if kserve:
         return
     with Progress(

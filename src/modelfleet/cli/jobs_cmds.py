@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from modelfleet.cli.context import state
 from modelfleet.cli.output import JsonFlag, console, emit_json, table
@@ -62,7 +63,7 @@ def print_report(report: dict[str, Any]) -> None:
             "  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items())
         )
     if report.get("version"):
-        console.print(f"  version: {report['version']}")
+        console.print(f"  version: {report['version']}", markup=False)
     gate = report.get("gate") or {}
     if gate:
         verdict = {
@@ -70,9 +71,9 @@ def print_report(report: dict[str, Any]) -> None:
             False: "not promoted",
             None: "nothing new",
         }[gate.get("passed")]
-        console.print(f"  gate: {verdict} ({gate.get('reason')})")
+        console.print(f"  gate: {verdict} ({gate.get('reason')})", markup=False)
     if report.get("error"):
-        console.print(f"  [red]error:[/] {report['error']}")
+        console.print(f"  [red]error:[/] {escape(str(report['error']))}")
 
 
 @pipeline_app.command("run")
@@ -254,15 +255,15 @@ def jobs_show(
         return
     console.print(
         f"job {job.id}: [bold]{job.state.value}[/] after {job.attempts} attempt(s); "
-        f"{job.pipeline} {job.params}"
+        f"{escape(job.pipeline)} {escape(str(job.params))}"
     )
     if cluster_says:
-        console.print(f"  cluster: {cluster_says}")
+        console.print(f"  cluster: {cluster_says}", markup=False)
     reason = "" if cluster_says else queue.waiting_reason(job)
     if reason:
-        console.print(f"  {reason}")
+        console.print(f"  {reason}", markup=False)
     if job.error:
-        console.print(f"  error: {job.error}")
+        console.print(f"  error: {job.error}", markup=False)
     if job.result:
         print_report(job.result)
 

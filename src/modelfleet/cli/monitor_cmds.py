@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from modelfleet.cli.context import state
 from modelfleet.cli.output import JsonFlag, console, emit_json
@@ -139,8 +140,10 @@ def rules(
         emit_json({"rules": str(plain), "prometheusrule": str(operator)})
     else:
         count = sum(len(g["rules"]) for g in groups)
-        console.print(f"wrote {count} alert rules to {plain}")
-        console.print(f"wrote PrometheusRule {resource['metadata']['name']} to {operator}")
+        console.print(f"wrote {count} alert rules to {plain}", markup=False)
+        console.print(
+            f"wrote PrometheusRule {resource['metadata']['name']} to {operator}", markup=False
+        )
 
 
 @monitor_app.command("dashboard")
@@ -165,7 +168,7 @@ def dashboard(
     if as_json:
         emit_json({"dashboard": str(path)})
     else:
-        console.print(f"wrote Grafana dashboard to {path}")
+        console.print(f"wrote Grafana dashboard to {path}", markup=False)
 
 
 TokenOption = Annotated[
@@ -231,7 +234,7 @@ def watch(
     )
     mode = "submits retraining jobs" if auto_retrain else "dry run: reports what it would submit"
     if not as_json:
-        console.print(f"watching {url} every {interval:g} s ({mode})")
+        console.print(f"watching {url} every {interval:g} s ({mode})", markup=False)
     done = 0
     with Client(url, token=token) as client:
         while rounds is None or done < rounds:
@@ -243,7 +246,7 @@ def watch(
             except ModelfleetError as exc:
                 if done == 1:
                     raise  # a wrong URL or token should fail at once
-                console.print(f"[yellow]poll failed, retrying: {exc}[/]")
+                console.print(f"[yellow]poll failed, retrying: {escape(str(exc))}[/]")
                 continue
             for decision in trigger.observe(summary):
                 if as_json:

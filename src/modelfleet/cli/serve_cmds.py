@@ -169,7 +169,9 @@ def reload(
         return
     for status in statuses:
         reason = f" ({status['reason']})" if status.get("reason") else ""
-        console.print(f"{status['name']}: version {status['version']} {status['state']}{reason}")
+        console.print(
+            f"{status['name']}: version {status['version']} {status['state']}{reason}", markup=False
+        )
 
 
 @app.command()
