@@ -113,3 +113,22 @@ def heavy_graph(width: int = 1024, layers: int = 6) -> Any:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def matmul_graph(weights: list[list[float]]) -> Any:
+    """X float32[batch, 2] @ W -> Y float32[batch, len(W[0])]: weights chosen by the test."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.asarray(weights, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "matmul",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", weight.shape[1]])],
+        initializer=[numpy_helper.from_array(weight, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

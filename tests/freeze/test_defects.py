@@ -11,7 +11,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import modelfleet as mf
 from modelfleet.config import FreezeSettings
@@ -19,7 +19,7 @@ from modelfleet.datasets import LabeledData
 from modelfleet.freeze import Method, load_model_file, quantize_graph
 from modelfleet.freeze.verify import check_figures, compare_outputs
 from modelfleet.registry import Registry, Variant
-from tests.models import logistic_pipeline
+from tests.models import logistic_pipeline, matmul_graph
 
 
 def _relu_graph(shape: list[Any]) -> Any:
@@ -28,20 +28,6 @@ def _relu_graph(shape: list[Any]) -> Any:
         "relu",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, shape)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def _matmul_graph(weights: list[list[float]]) -> Any:
-    weight = np.asarray(weights, dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
-        "matmul",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", weight.shape[1]])],
-        initializer=[numpy_helper.from_array(weight, "W")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -199,7 +185,7 @@ def test_whole_checkpoint_is_still_refused_without_trust(tmp_path: Path) -> None
 def test_a_drop_of_exactly_max_drop_passes_the_gate() -> None:
     # fp16 clamps weights to +-10000, so only the last row's decision (0.5*5e4 vs 1.0*2e4)
     # flips: accuracy 1.0 -> 0.98, a drop of exactly 0.02 (1.0 - 0.98 is 0.0200...18 in floats).
-    graph = _matmul_graph([[5e4, 0.0], [0.0, 2e4]]).SerializeToString()
+    graph = matmul_graph([[5e4, 0.0], [0.0, 2e4]]).SerializeToString()
     X = np.array([[0.9, 0.1]] * 49 + [[0.5, 1.0]], dtype=np.float32)
     result = quantize_graph(
         graph,
@@ -221,7 +207,7 @@ def test_a_drop_of_exactly_max_drop_passes_the_gate() -> None:
 def test_two_column_regressor_scored_against_one_label_per_row_is_a_clear_error(
     registry: Registry,
 ) -> None:
-    graph = _matmul_graph([[1.5, 0.5], [0.25, 2.0]])
+    graph = matmul_graph([[1.5, 0.5], [0.25, 2.0]])
     mf.register(graph, name="two", task="regression", registry=registry)
     X = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
     with pytest.raises(mf.QuantizeError, match=r"gives 40 values .* has 20 labels") as info:
@@ -232,16 +218,7 @@ def test_two_column_regressor_scored_against_one_label_per_row_is_a_clear_error(
 
 def test_quantize_accepts_a_drop_of_exactly_max_drop(registry: Registry) -> None:
     # fp16 clamps weights above 1e4, so the last row's decision flips: 1 wrong row of 50.
-    weight = numpy_helper.from_array(np.array([[5e4, 0.0], [0.0, 2e4]], np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
-        "wide",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = matmul_graph([[5e4, 0.0], [0.0, 2e4]])
     X = np.array([[0.9, 0.1]] * 49 + [[0.5, 1.0]], dtype=np.float32)
     y = np.zeros(50, dtype=np.int64)
     mf.register(model, name="edge", task="classification", registry=registry)

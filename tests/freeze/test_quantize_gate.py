@@ -6,31 +6,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 import modelfleet as mf
 from modelfleet.datasets import LabeledData
 from modelfleet.freeze import Method, Quantized, graph_signature, onnx_module, quantize_graph
 from modelfleet.registry import Registry, Variant
+from tests.models import matmul_graph
 
 # fp16 conversion clamps weights to +-10000 (onnxconverter-common's default), so a decision
 # resting on the ratio of two larger weights (5e4 vs 2e4) changes in the fp16 graph.
 _WIDE_WEIGHTS = [[5e4, 0.0], [0.0, 2e4]]
-
-
-def _matmul_graph(weights: list[list[float]]) -> Any:
-    """X float32[batch, 2] @ W -> Y float32[batch, len(W[0])]."""
-    weight = np.asarray(weights, dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
-        "wide",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", weight.shape[1]])],
-        initializer=[numpy_helper.from_array(weight, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 def _data(rows: int = 300) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +39,7 @@ def _quantize(graph: Any, variant: Variant, task: mf.Task, labels: Any) -> Quant
 
 def test_fp16_child_keeps_fp32_inputs_and_reports_what_it_lost() -> None:
     _, y = _data()
-    result = _quantize(_matmul_graph(_WIDE_WEIGHTS), Variant.FP16, mf.Task.CLASSIFICATION, y)
+    result = _quantize(matmul_graph(_WIDE_WEIGHTS), Variant.FP16, mf.Task.CLASSIFICATION, y)
     assert (result.metric, result.before) == ("accuracy", 1.0)
     assert result.after < 0.9
     assert result.figures["metric_before"] == result.before
@@ -67,19 +53,19 @@ def test_fp16_child_keeps_fp32_inputs_and_reports_what_it_lost() -> None:
 
 
 def test_without_labels_the_child_is_judged_against_the_fp32_outputs() -> None:
-    wide = _matmul_graph(_WIDE_WEIGHTS)
+    wide = matmul_graph(_WIDE_WEIGHTS)
     agreement = _quantize(wide, Variant.FP16, mf.Task.CLASSIFICATION, None)
     assert (agreement.metric, agreement.before) == ("agreement", 1.0)
     assert agreement.after < 0.9
     assert agreement.figures["labels"] is False
-    fidelity = _quantize(_matmul_graph([[5e4], [2e4]]), Variant.FP16, mf.Task.REGRESSION, None)
+    fidelity = _quantize(matmul_graph([[5e4], [2e4]]), Variant.FP16, mf.Task.REGRESSION, None)
     assert (fidelity.metric, fidelity.before) == ("fidelity", 1.0)
     assert fidelity.after < 0.5
 
 
 def test_fp32_is_not_a_quantization_target() -> None:
     with pytest.raises(mf.QuantizeError, match="fp32 is the unquantized graph") as info:
-        _quantize(_matmul_graph(_WIDE_WEIGHTS), Variant.FP32, mf.Task.OTHER, None)
+        _quantize(matmul_graph(_WIDE_WEIGHTS), Variant.FP32, mf.Task.OTHER, None)
     assert info.value.hint == "choose --to fp16 or int8"
 
 
@@ -88,7 +74,7 @@ def test_fp16_drop_beyond_max_drop_creates_no_version(
     registry: Registry, with_labels: bool
 ) -> None:
     X, y = _data()
-    mf.register(_matmul_graph(_WIDE_WEIGHTS), name="wide", task="classification", registry=registry)
+    mf.register(matmul_graph(_WIDE_WEIGHTS), name="wide", task="classification", registry=registry)
     eval_data = LabeledData(X, y if with_labels else None)
     with pytest.raises(mf.AccuracyDropError) as info:
         mf.quantize("wide:1", to="fp16", eval_data=eval_data, max_drop=0.05, registry=registry)
@@ -108,7 +94,7 @@ def test_fp16_drop_beyond_max_drop_creates_no_version(
 
 def test_regression_fidelity_drop_is_refused(registry: Registry) -> None:
     X, _ = _data()
-    mf.register(_matmul_graph([[5e4], [2e4]]), name="reg", task="regression", registry=registry)
+    mf.register(matmul_graph([[5e4], [2e4]]), name="reg", task="regression", registry=registry)
     with pytest.raises(mf.AccuracyDropError, match=r"dropped fidelity from 1\.0000"):
         mf.quantize("reg:1", to="fp16", eval_data=LabeledData(X, None), registry=registry)
     assert [v.version for v in registry.versions("reg")] == [1]
@@ -119,7 +105,7 @@ def test_drop_equal_to_max_drop_is_accepted(registry: Registry) -> None:
     X = np.array([[0.9, 0.1], [0.8, 0.3], [0.7, 0.2], [0.5, 1.0]], dtype=np.float32)
     y = np.zeros(4, dtype=np.int64)
     mf.register(
-        _matmul_graph(_WIDE_WEIGHTS),
+        matmul_graph(_WIDE_WEIGHTS),
         name="edge",
         task="classification",
         metrics={"accuracy": 1.0},
