@@ -31,7 +31,6 @@ from modelfleet.serving.auth import Authenticator
 from modelfleet.serving.core import InferenceCore
 from modelfleet.serving.http_errors import error_reply
 from modelfleet.serving.http_input import (
-    check_feedback_ids,
     int_header,
     read_body,
     request_headers,
@@ -374,7 +373,6 @@ class ServingApp:
             )
         limit = self.config.max_body_bytes
         body = await read_body(request.receive, request_headers(request), limit)
-        check_feedback_ids(body)
         return self._json(await self.repository.watchtower.feedback(instance.watch, body))
 
     async def _summary(self, request: Request) -> Response:

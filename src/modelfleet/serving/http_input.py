@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import secrets
 import zlib
 from collections.abc import Awaitable, Callable
 
-import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope
 
 from modelfleet.errors import InvalidInputError, PayloadTooLargeError
-from modelfleet.serving.live import MAX_ID_LENGTH
+from modelfleet.serving.live import check_request_id
 from modelfleet.serving.protocol import HEADER_LENGTH
 
 _WANTED_HEADERS = frozenset(
@@ -44,12 +42,6 @@ def request_headers(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.encode() in _WANTED_HEADERS}
 
 
-# Ids travel back in the X-Request-Id header: printable ASCII survives every HTTP stack
-# byte for byte; anything else is mangled (latin-1 vs UTF-8), stripped (outer spaces) or
-# breaks the response (CR, LF, NUL). Refusing it keeps "the id you sent is the id you get".
-_ID = re.compile(r"[!-~](?:[ -~]*[!-~])?")
-
-
 def request_id(given: str | None) -> str:
     """The client's id (V2 ``id`` or ``X-Request-Id``), checked, or a new unguessable one."""
     if given is None or given == "":
@@ -70,36 +62,6 @@ def _process_tag() -> str:
         _TAG.clear()
         _TAG[pid] = secrets.token_hex(3)
     return _TAG[pid]
-
-
-def check_request_id(rid: str) -> None:
-    """A clear 400 unless ``rid`` is printable ASCII of at most ``MAX_ID_LENGTH`` characters."""
-    if len(rid) > MAX_ID_LENGTH:
-        raise InvalidInputError(
-            f"request id has {len(rid)} characters, more than {MAX_ID_LENGTH}",
-            hint="send a shorter id, or none and use the one the server returns",
-        )
-    if not _ID.fullmatch(rid):
-        raise InvalidInputError(
-            f"request id {rid!a} must be printable ASCII (no control characters, "
-            "no leading or trailing space)",
-            hint="send an ASCII id, or none and use the one the server returns",
-        )
-
-
-def check_feedback_ids(body: bytes) -> None:
-    """Feedback names ids by the same rule as predictions: an id never accepted is a 400.
-
-    Only the ids are checked here; the feedback parser explains every other mistake.
-    """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    ids = doc.get("request_ids") if isinstance(doc, dict) else None
-    for rid in ids if isinstance(ids, list) else ():
-        if isinstance(rid, str) and rid:
-            check_request_id(rid)
 
 
 def int_header(value: str | None, name: str) -> int | None:

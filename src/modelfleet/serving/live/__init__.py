@@ -8,7 +8,12 @@ behind ``/monitor/summary`` and the page at ``/``.
 
 from __future__ import annotations
 
-from modelfleet.serving.live.feedback import MAX_ID_LENGTH, FeedbackStore, parse_feedback
+from modelfleet.serving.live.feedback import (
+    MAX_ID_LENGTH,
+    FeedbackStore,
+    check_request_id,
+    parse_feedback,
+)
 from modelfleet.serving.live.page import monitor_page
 from modelfleet.serving.live.summary import Summarizer
 from modelfleet.serving.live.watch import ModelWatch, Watchtower
@@ -19,6 +24,7 @@ __all__ = [
     "ModelWatch",
     "Summarizer",
     "Watchtower",
+    "check_request_id",
     "monitor_page",
     "parse_feedback",
 ]

@@ -18,6 +18,7 @@ All methods block: the server calls them on one dedicated thread.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,10 @@ _FEEDBACK_SIZES = (
 # A prediction row is (model, id, version, ts, classes JSON, rows predicted).
 PredictionRow = tuple[str, str, str, float, str, int]
 MAX_ID_LENGTH = 128
+# Ids travel back in the X-Request-Id header: printable ASCII survives every HTTP stack
+# byte for byte; anything else is mangled (latin-1 vs UTF-8), stripped (outer spaces) or
+# breaks the response (CR, LF, NUL). Refusing it keeps "the id you sent is the id you get".
+_ID = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 
 
 def class_reader(signature: Signature) -> tuple[ClassOf | None, str]:
@@ -393,6 +398,21 @@ def _labels(given: Any, rows: int, kind: str, index: int, rid: str) -> list[Any]
     return values
 
 
+def check_request_id(rid: str) -> None:
+    """A clear 400 unless ``rid`` is printable ASCII of at most ``MAX_ID_LENGTH`` characters."""
+    if len(rid) > MAX_ID_LENGTH:
+        raise InvalidInputError(
+            f"request id has {len(rid)} characters, more than {MAX_ID_LENGTH}",
+            hint="send a shorter id, or none and use the one the server returns",
+        )
+    if not _ID.fullmatch(rid):
+        raise InvalidInputError(
+            f"request id {rid!a} must be printable ASCII (no control characters, "
+            "no leading or trailing space)",
+            hint="send an ASCII id, or none and use the one the server returns",
+        )
+
+
 def parse_feedback(body: bytes) -> tuple[list[str], list[Any]]:
     """``{"request_ids": [...], "labels": [...]}`` → ids and labels, or a clear 400."""
     try:
@@ -414,6 +434,7 @@ def parse_feedback(body: bytes) -> tuple[list[str], list[Any]]:
             raise InvalidInputError(
                 f"request id {rid!r} is not a non-empty string of at most {MAX_ID_LENGTH} chars"
             )
+        check_request_id(rid)  # the rule ids are accepted by, so feedback can name them
     if len(set(ids)) != len(ids):
         raise InvalidInputError("feedback names a request id twice", hint="send each id once")
     return ids, labels
