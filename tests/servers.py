@@ -134,12 +134,12 @@ def moto_server() -> Iterator[str]:
 
 
 @contextmanager
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start Debian's redis-server on a free port; yields its URL and process."""
+def redis_server(port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start Debian's redis-server on a free port (or ``port``); yields its URL and process."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not found; run 'make test' (it installs redis-server)")
-    port = free_port()
+    port = port or free_port()
     root = Path(tempfile.mkdtemp(prefix="modelfleet-redis-"))
     proc = subprocess.Popen(
         [

@@ -29,6 +29,7 @@
         ├── ForbiddenError             403
         ├── OverloadedError            503 + Retry-After
         ├── UnavailableError           503 (starting, draining)
+        │   └── StateUnavailableError  503 + Retry-After (shared state backend down)
         └── DeadlineExceededError      504
 
 Messages are built from structured fields, so callers (the CLI, the HTTP layer) can both
@@ -321,6 +322,23 @@ class UnavailableError(ServingError):
     """The server or model cannot take requests right now (loading, draining)."""
 
     status = 503
+
+
+class StateUnavailableError(UnavailableError):
+    """The shared serving state (predictions and feedback) cannot be reached right now.
+
+    Inference goes on without it; feedback is refused until the backend is back, and the
+    client should retry after ``retry_after`` seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, hint: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            message,
+            hint=hint
+            or f"retry after {retry_after:g} s; check that the state backend "
+            "(MODELFLEET_STATE_URL) is up",
+        )
 
 
 class DeadlineExceededError(ServingError):

@@ -18,7 +18,13 @@ from modelfleet.config import Settings
 from modelfleet.registry import Registry
 from modelfleet.serving.app import ServingApp
 from modelfleet.serving.server import DrainingServer, build_app
-from modelfleet.serving.settings import ModelConfig, MonitoringConfig, ServeConfig, ServerConfig
+from modelfleet.serving.settings import (
+    ModelConfig,
+    MonitoringConfig,
+    ServeConfig,
+    ServerConfig,
+    StateConfig,
+)
 from tests.models import echo_graph, heavy_graph, logistic_pipeline, sum_graph
 from tests.servers import free_port
 
@@ -92,11 +98,15 @@ def served(settings: Settings) -> Iterator[Callable[..., RunningServer]]:
     stack: list[Any] = []
 
     def start(
-        *models: ModelConfig, monitoring: MonitoringConfig | None = None, **server: Any
+        *models: ModelConfig,
+        monitoring: MonitoringConfig | None = None,
+        state: StateConfig | None = None,
+        **server: Any,
     ) -> RunningServer:
         config = ServeConfig(
             server=ServerConfig(**server),
             monitoring=monitoring or MonitoringConfig(),
+            state=state or StateConfig(),
             models=models,
         )
         ctx = run_server(config, settings)

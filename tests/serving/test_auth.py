@@ -52,6 +52,27 @@ def test_admin_endpoints_need_the_admin_scope(secured: RunningServer) -> None:
     assert secured.http.get("/v2/models/adder").status_code == 401
 
 
+def test_feedback_needs_the_feedback_scope(models: Registry, served: Start) -> None:
+    """A client that may only ask cannot grade answers (and so move the cache gate)."""
+    tokens = (
+        TokenConfig(name="app", sha256=hash_token("infer-token"), scopes=("infer",)),
+        TokenConfig(
+            name="labeller", sha256=hash_token("label-token"), scopes=("infer", "feedback")
+        ),
+    )
+    server = served(ModelConfig(ref="iris"), tokens=tokens)
+    row = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5, 3, 1, 0]}]}
+    answer = server.http.post("/v2/models/iris/infer", json=row, headers=_auth("infer-token"))
+    assert answer.status_code == 200, answer.text
+    label = {"request_ids": [answer.json()["id"]], "labels": [0]}
+    refused = server.http.post("/v2/models/iris/feedback", json=label, headers=_auth("infer-token"))
+    assert refused.status_code == 403
+    assert "'feedback' scope" in refused.json()["error"]
+    taken = server.http.post("/v2/models/iris/feedback", json=label, headers=_auth("label-token"))
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["accepted"] == 1
+
+
 def test_health_metrics_and_docs_stay_open(secured: RunningServer) -> None:
     for path in (
         "/v2/health/live",

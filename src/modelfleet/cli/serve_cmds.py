@@ -177,7 +177,9 @@ def reload(
 @app.command()
 def token(
     name: Annotated[str, typer.Option(help="a label for the token")] = "client",
-    scopes: Annotated[str, typer.Option(help="infer, admin or infer+admin")] = "infer",
+    scopes: Annotated[
+        str, typer.Option(help="scopes joined by +: infer, feedback, admin (e.g. infer+feedback)")
+    ] = "infer",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """Create a bearer token; the server is configured with its sha256 only."""
@@ -196,7 +198,8 @@ def token(
         parsed = ()
     if len(parsed) != 1 or "+".join(parsed[0].scopes) != scopes:
         raise ConfigError(
-            f"invalid token scopes {scopes!r}", hint="use infer, admin or infer+admin"
+            f"invalid token scopes {scopes!r}",
+            hint="join infer, feedback and admin with + (e.g. infer+feedback)",
         )
     if as_json:
         shown = {"name": name, "scopes": list(parsed[0].scopes), "token": value, "sha256": digest}

@@ -359,7 +359,7 @@ class ServingApp:
         return Response(body, media_type=kind)
 
     async def _feedback(self, request: Request) -> Response:
-        self._guard(request, "infer")
+        self._guard(request, "feedback")
         name = request.path_params["name"]
         handle = self.repository.handle(name)
         instance = handle.current

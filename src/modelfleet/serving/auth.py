@@ -28,7 +28,9 @@ def parse_tokens(text: str) -> tuple[TokenConfig, ...]:
     for item in filter(None, (p.strip() for p in text.split(","))):
         parts = item.split(":")
         if len(parts) != 3:
-            raise ConfigError(f"invalid token entry {item!r}", hint="write name:sha256:infer+admin")
+            raise ConfigError(
+                f"invalid token entry {item!r}", hint="write name:sha256:infer+feedback+admin"
+            )
         name, digest, scopes = parts
         try:
             tokens.append(TokenConfig(name=name, sha256=digest, scopes=tuple(scopes.split("+"))))

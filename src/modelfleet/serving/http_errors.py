@@ -25,6 +25,7 @@ from modelfleet.errors import (
     OverloadedError,
     ServingError,
     SignatureError,
+    StateUnavailableError,
     UnauthorizedError,
 )
 
@@ -94,7 +95,7 @@ def _routing_reply(exc: HTTPException, method: str, path: str) -> ErrorReply:
 
 
 def _error_headers(exc: BaseException) -> tuple[tuple[bytes, bytes], ...]:
-    if isinstance(exc, OverloadedError):
+    if isinstance(exc, OverloadedError | StateUnavailableError):
         return ((b"retry-after", str(max(1, round(exc.retry_after))).encode()),)
     if isinstance(exc, UnauthorizedError):
         return ((b"www-authenticate", b"Bearer"),)

@@ -164,9 +164,18 @@ class ServingMetrics:
             "modelfleet_store_dropped_rows",
             "Predicted rows the predictions store did not keep, by reason (over_cap: rows of "
             "a request beyond max_recorded_rows; evicted: oldest predictions or feedback "
-            "dropped to stay within max_store_bytes).",
+            "dropped to stay within max_store_bytes; backend_down: recorded while the "
+            "shared state backend was unavailable).",
             ["model", "reason"],
             registry=r,
+        )
+        self.state_backend_up = Gauge(
+            "modelfleet_state_backend_up",
+            "1 while the predictions store (sqlite, postgresql or redis) answers, 0 while it "
+            "is unavailable (predictions dropped, feedback refused with 503).",
+            ["backend"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.cache_enabled = Gauge(
             "modelfleet_cache_enabled",

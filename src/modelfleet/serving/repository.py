@@ -22,7 +22,7 @@ from modelfleet.config import Settings
 from modelfleet.errors import UnknownModelError
 from modelfleet.refs import parse_ref
 from modelfleet.serving.cache import Cache, open_cache
-from modelfleet.serving.live.watch import Watchtower
+from modelfleet.serving.live.tower import Watchtower
 from modelfleet.serving.metrics import ServingMetrics
 from modelfleet.serving.model import ModelInstance, ModelSource, unavailable
 from modelfleet.serving.resolver import Resolver, Target, is_file_ref
@@ -92,7 +92,7 @@ class ModelRepository:
         self.resolver = Resolver(settings)
         self._caches: dict[str, Cache] = {}
         self._lock = asyncio.Lock()
-        self.watchtower = Watchtower(config.monitoring, metrics)
+        self.watchtower = Watchtower(config.monitoring, metrics, config.state)
         for model in config.models:
             name = model.name or self._default_name(model.ref)
             self.handles[name] = ModelHandle(model, name)

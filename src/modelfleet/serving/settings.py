@@ -27,7 +27,10 @@ from pydantic import (
 
 from modelfleet.errors import ConfigError
 
-TokenScope = Literal["infer", "admin"]
+# infer: predictions and metadata; feedback: labels for answered requests (they move live
+# accuracy and the cache gate, so a client that may only ask cannot also grade); admin:
+# metrics, the summary and repository calls.
+TokenScope = Literal["infer", "feedback", "admin"]
 """What a bearer token may do: call models (``infer``) or manage the server (``admin``)."""
 OpenPath = Literal["health", "metrics", "docs"]
 """Endpoint groups that may be opened to callers without a token."""
@@ -255,11 +258,39 @@ class MonitoringConfig(_Section):
     )
 
 
+class StateConfig(_Section):
+    """Where predictions, feedback and live accuracy live: per server, or shared by a fleet."""
+
+    url: str | None = Field(
+        None,
+        description="sqlite:///PATH, postgresql://… or redis://… shared by every replica; "
+        "None: MODELFLEET_STATE_URL, else a SQLite file in the state directory (per server)",
+    )
+    refresh_s: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="how often live accuracy (and so the cache gate) is re-read from the "
+        "store: every replica follows a threshold crossing within this time",
+    )
+    timeout_s: float = Field(
+        2.0, gt=0, le=60, description="a store call taking longer counts as the backend down"
+    )
+    retry_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="while the backend is down: predictions are dropped (counted) and "
+        "feedback gets 503 with this Retry-After; the backend is tried again after it",
+    )
+
+
 class ServeConfig(_Section):
     """Everything ``modelfleet serve`` needs."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("models")

@@ -1,0 +1,1 @@
+"""Migration scripts of the serving state database, one per schema change, applied in order."""
