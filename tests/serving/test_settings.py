@@ -95,7 +95,7 @@ models:
         (
             f"server: {{tokens: [{{name: t, sha256: '{DIGEST}', scopes: [root]}}]}}",
             "server.tokens.0.scopes.0",
-            "'infer' or 'admin'",
+            "'infer', 'feedback' or 'admin'",
         ),
         ("server: {open_paths: [admin]}", "server.open_paths.0", "'health', 'metrics' or 'docs'"),
         (
