@@ -208,14 +208,40 @@ def watch(
             "--auto-retrain", help="submit the training job (default: only say what would be)"
         ),
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="where retraining jobs run: local or kubernetes")
+    ] = "local",
+    image: Annotated[
+        str | None,
+        typer.Option(help="kubernetes: trainer image [default: 'build --trainer' tag]"),
+    ] = None,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            help="when a retrained version passes its gate, promote it to this stage and "
+            "release it there as a canary ('modelfleet release NAME --env STAGE --apply')"
+        ),
+    ] = None,
+    release_window: Annotated[
+        float, typer.Option(help="with --release: seconds the canary is judged")
+    ] = 300.0,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="kubeconfig file [default: KUBECONFIG or ~/.kube/config]")
+    ] = None,
     token: TokenOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Watch a server; queue a model's training pipeline when it stays inaccurate or drifted."""
+    """Watch a server; queue a model's training pipeline when it stays inaccurate or drifted.
+
+    With --auto-retrain the job is submitted (--backend kubernetes: as a Job on the pipeline's
+    trainer image) and followed; with --release STAGE too, a version that passes the
+    pipeline's gate is promoted to STAGE and released there as a canary.
+    """
     import time
 
     from modelfleet.client import Client
-    from modelfleet.monitor import RetrainPolicy, RetrainTrigger
+    from modelfleet.monitor import RetrainChain, RetrainPolicy, RetrainTrigger
+    from modelfleet.refs import parse_stage
 
     if min(interval, sustain, cooldown) < 0 or not 0 <= min_accuracy <= 1 or max_psi < 0:
         raise ConfigError(
@@ -229,8 +255,24 @@ def watch(
         sustain_s=sustain,
         cooldown_s=cooldown,
     )
+    if release is not None and not auto_retrain:
+        raise ConfigError(
+            "--release needs --auto-retrain", hint="add --auto-retrain (a dry run submits nothing)"
+        )
+    release_to = parse_stage(release) if release is not None else None
+    chain = RetrainChain(
+        state(ctx).settings,
+        backend=backend,
+        image=image,
+        kubeconfig=kubeconfig,
+        release_to=release_to,
+    )
     trigger = RetrainTrigger(
-        policy, state(ctx).settings, auto=auto_retrain, models=set(model) if model else None
+        policy,
+        state(ctx).settings,
+        auto=auto_retrain,
+        models=set(model) if model else None,
+        chain=chain,
     )
     mode = "submits retraining jobs" if auto_retrain else "dry run: reports what it would submit"
     if not as_json:
@@ -267,6 +309,42 @@ def watch(
                     console.print(
                         decision.describe(), markup=False, highlight=False, soft_wrap=True
                     )
+            for event in chain.poll():
+                _follow(event, release_window, kubeconfig, as_json)
+
+
+def _follow(event: Any, window: float, kubeconfig: Path | None, as_json: bool) -> None:
+    """Say what a followed job came to; release a promoted version as a canary."""
+    import subprocess
+    import sys
+
+    released: int | None = None
+    if event.kind == "promoted":
+        command = [sys.executable, "-m", "modelfleet", "release", event.model]
+        command += ["--env", event.stage.value, "--apply", "--window", f"{window:g}"]
+        if kubeconfig is not None:
+            command += ["--kubeconfig", str(kubeconfig)]
+        if not as_json:
+            console.print(f"{event.message}; releasing it as a canary", markup=False)
+        # Its own process: the release prints its verdict as it goes and exits 1 when the
+        # canary is rolled back; the watch goes on either way.
+        released = subprocess.run(command, check=False, stdin=subprocess.DEVNULL).returncode
+    if as_json:
+        emit_json(
+            {
+                "job": event.job_id,
+                "model": event.model,
+                "outcome": event.kind,
+                "version": event.ref,
+                "message": event.message,
+                "release_exit_code": released,
+            }
+        )
+    elif released is None:
+        console.print(event.message, markup=False, highlight=False, soft_wrap=True)
+    else:
+        verdict = "promoted" if released == 0 else "not promoted (see the verdict above)"
+        console.print(f"release of {event.ref}: {verdict}", markup=False)
 
 
 def _label_value(text: str) -> Any:

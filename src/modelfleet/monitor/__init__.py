@@ -1,4 +1,5 @@
-"""The monitoring control plane: alert rules, the Grafana dashboard and the retrain trigger.
+"""The monitoring control plane: alert rules, the Grafana dashboard, the retrain trigger
+and the chain that follows a retraining job to its release stage.
 
 The statistics these build on live in :mod:`modelfleet.stats`; what a running server records
 (predictions, feedback, live accuracy, drift) lives in :mod:`modelfleet.serving.live`.
@@ -6,11 +7,14 @@ The statistics these build on live in :mod:`modelfleet.stats`; what a running se
 
 from __future__ import annotations
 
+from modelfleet.monitor.chain import ChainEvent, RetrainChain
 from modelfleet.monitor.dashboard import render_dashboard
 from modelfleet.monitor.retrain import RetrainPolicy, RetrainTrigger
 from modelfleet.monitor.rules import alert_rules, render_rules_file, render_yaml
 
 __all__ = [
+    "ChainEvent",
+    "RetrainChain",
     "RetrainPolicy",
     "RetrainTrigger",
     "alert_rules",

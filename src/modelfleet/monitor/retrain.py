@@ -6,8 +6,10 @@ polls it). When a model's live accuracy stays under ``min_accuracy`` (with at le
 ``sustain_s`` seconds, the trigger looks up the pipeline that trained the served version
 (recorded in its lineage when a pipeline registered it; quantized variants are followed to
 the version they came from) and queues it again with the same parameters. By default it only
-says what it would submit; ``auto=True`` (``--auto-retrain``) submits. One model is not
-retrained twice within ``cooldown_s``.
+says what it would submit; ``auto=True`` (``--auto-retrain``) submits, through a
+:class:`~modelfleet.monitor.chain.RetrainChain` when one is given (a Kubernetes Job, then
+the gate and the promotion to the release stage followed). One model is not retrained twice
+within ``cooldown_s``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from modelfleet.config import Settings
 from modelfleet.errors import ModelfleetError
+from modelfleet.monitor.chain import RetrainChain
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,10 @@ class RetrainTrigger:
         auto: bool = False,
         models: set[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        chain: RetrainChain | None = None,
     ) -> None:
         self.policy = policy
+        self.chain = chain
         self.settings = settings
         self.auto = auto
         self.models = models
@@ -154,7 +159,10 @@ class RetrainTrigger:
         except ModelfleetError as exc:
             decision.problem = str(exc)
             return decision
-        if self.auto:
+        if self.auto and self.chain is not None:
+            decision.job_id = self.chain.submit(name, decision.pipeline, decision.params, reason)
+            decision.submitted = True
+        elif self.auto:
             from modelfleet.jobs import JobQueue
 
             queue = JobQueue(self.settings.db_url)
