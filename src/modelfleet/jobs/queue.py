@@ -7,7 +7,8 @@ and the next claim takes the job again (a new attempt) until ``max_attempts``. E
 a worker makes names the attempt it owns, so a worker that lost its lease cannot overwrite
 the job (fencing). A worker that stops gracefully releases its jobs: they go back to the
 queue and the interrupted try is not counted. Higher priority first; within a priority,
-oldest first.
+oldest first. A worker that counts its GPUs starts GPU jobs only on free ones, in line, and a
+job asking for more GPUs than any live worker offers fails (the rule: ``jobs.gpus``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session
 
 from modelfleet.db import Database, JobLogRow, JobRow, WorkerRow, as_utc
 from modelfleet.errors import JobError
+from modelfleet.jobs.gpus import gpu_room, gpu_shortage
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,29 @@ def _job(row: JobRow) -> Job:
             "finished_at": as_utc(row.finished_at),
         }
     )
+
+
+_IN_LINE = (JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+
+
+def _waiting(now: datetime) -> ColumnElement[bool]:
+    """Local jobs a worker may claim: queued, or running on a lease that ran out."""
+    return (JobRow.backend == "local") & or_(
+        JobRow.state == JobState.QUEUED.value,
+        (JobRow.state == JobState.RUNNING.value) & (JobRow.lease_expires < now),
+    )
+
+
+def _live_workers(session: Session) -> list[WorkerRow]:
+    since = _now() - WORKER_STALE
+    return [w for w in session.scalars(select(WorkerRow)) if as_utc(w.seen_at) > since]
+
+
+def _oversized(session: Session, gpus: int, now: datetime) -> tuple[int, list[JobRow]]:
+    """The most GPUs a live worker (or the caller, with ``gpus``) offers; the jobs asking more."""
+    offered = max([gpus, *(w.gpus for w in _live_workers(session))])
+    rows = session.scalars(select(JobRow).where(_waiting(now), JobRow.gpus > offered))
+    return offered, list(rows)
 
 
 def _external_reason(job: Job) -> str:
@@ -190,11 +216,7 @@ class JobQueue:
         if job.backend != "local":
             return _external_reason(job)
         with self._db.reading() as session:
-            live = [
-                (w.gpus, w.cpus)
-                for w in session.scalars(select(WorkerRow))
-                if as_utc(w.seen_at) > _now() - WORKER_STALE
-            ]
+            live = [(w.gpus, w.cpus) for w in _live_workers(session)]
         if not live:
             return "waiting for a worker (none is running: start one with 'modelfleet worker')"
         if job.gpus and not any(gpus >= job.gpus for gpus, _ in live):
@@ -234,25 +256,41 @@ class JobQueue:
             else:
                 row.gpus, row.cpus, row.seen_at = gpus, cpus, _now()
 
-    def claim(self, worker: str, *, gpus: int, cpus: float, lease_s: float) -> Job | None:
-        """Lease the next job this worker can run, or None."""
+    def offered_gpus(self) -> int | None:
+        """The most GPUs a live worker offers; None when no worker is live."""
+        with self._db.reading() as session:
+            return max((w.gpus for w in _live_workers(session)), default=None)
+
+    def fail_oversized(self, *, gpus: int) -> builtins.list[Job]:
+        """Fail the local jobs that ask for more GPUs than any live worker offers.
+
+        ``gpus`` is the caller's own offer, counted even before it registers. Such a job
+        would wait forever; its error says what it asked, what workers offer, what to do.
+        """
+        now = _now()
+        with self._db.reading() as session:  # nothing to fail, the usual case: no write lock
+            if not _oversized(session, gpus, now)[1]:
+                return []
+        with self._db.writing() as session:
+            offered, rows = _oversized(session, gpus, now)
+            for row in rows:
+                self._end(row, JobState.FAILED, str(gpu_shortage(row.gpus, offered)))
+            return [_job(row) for row in rows]
+
+    def claim(
+        self, worker: str, *, gpus: int, cpus: float, lease_s: float, free_gpus: int | None = None
+    ) -> Job | None:
+        """Lease the next job this worker can run, or None.
+
+        With ``free_gpus`` (how many of its ``gpus`` no job of the worker holds), a GPU job
+        starts only on free GPUs and GPU jobs start in line (the rule: ``jobs.gpus``).
+        """
         check_lease(lease_s)
         now = _now()
         with self._db.writing() as session:
-            query = (
-                select(JobRow)
-                .where(
-                    JobRow.backend == "local",
-                    JobRow.gpus <= gpus,
-                    JobRow.cpus <= cpus,
-                    or_(
-                        JobRow.state == JobState.QUEUED.value,
-                        (JobRow.state == JobState.RUNNING.value) & (JobRow.lease_expires < now),
-                    ),
-                )
-                .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
-                .limit(20)
-            )
+            in_line = select(JobRow).where(_waiting(now), JobRow.cpus <= cpus).order_by(*_IN_LINE)
+            room = gpus if free_gpus is None else gpu_room(session, in_line, gpus, free_gpus)
+            query = in_line.where(JobRow.gpus <= room).limit(20)
             if session.get_bind().dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             for row in session.scalars(query):

@@ -7,6 +7,8 @@ queue at once, so another worker starts them without waiting for the lease and w
 interrupted try counting as an attempt.
 Output is shipped to the queue in chunks while the job runs (``jobs logs --follow``) and
 stored whole as an artifact at the end.
+A worker counts its GPUs: a job starts only when enough of them are free, sees only its own
+through ``CUDA_VISIBLE_DEVICES``, and gives them back however it ends (``jobs.gpus``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelfleet.config import Settings
+from modelfleet.jobs.gpus import GpuPool, find_devices
 from modelfleet.jobs.queue import Job, JobQueue, JobState, check_lease
 from modelfleet.registry import open_artifact_store
 
@@ -68,7 +71,11 @@ class _Running:
 
 
 class Worker:
-    """Runs jobs from a :class:`JobQueue` until stopped."""
+    """Runs jobs from a :class:`JobQueue` until stopped.
+
+    ``gpus`` is how many GPUs it offers; None finds them (``CUDA_VISIBLE_DEVICES``, else
+    ``nvidia-smi -L``, else none).
+    """
 
     def __init__(
         self,
@@ -76,7 +83,7 @@ class Worker:
         settings: Settings,
         *,
         name: str | None = None,
-        gpus: int = 0,
+        gpus: int | None = None,
         cpus: float | None = None,
         concurrency: int = 1,
         lease_s: float = 30.0,
@@ -85,7 +92,8 @@ class Worker:
         self.queue = queue
         self.settings = settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.gpus = gpus
+        self.gpu_pool = GpuPool(find_devices(gpus))
+        self.gpus = self.gpu_pool.total
         self.cpus = float(cpus if cpus is not None else os.cpu_count() or 1)
         self.concurrency = concurrency
         self.lease_s = check_lease(lease_s)
@@ -99,10 +107,11 @@ class Worker:
         done = 0
         last_seen = 0.0
         logger.info(
-            "worker %s: %d slot(s), %d GPU(s), %g CPUs",
+            "worker %s: %d slot(s), %d GPU(s) [%s], %g CPUs",
             self.name,
             self.concurrency,
             self.gpus,
+            ",".join(self.gpu_pool.devices),
             self.cpus,
         )
         while not stop.is_set():
@@ -112,6 +121,8 @@ class Worker:
             # Tend first: a job that just ended frees its slot for this round's claim, so
             # ``once`` never stops while a job it could run is still queued.
             done += self._tend()
+            for job in self.queue.fail_oversized(gpus=self.gpus):
+                logger.warning("job %s: %s", job.id, job.error)
             self._fill()
             if once and not self.active:
                 break
@@ -120,10 +131,21 @@ class Worker:
 
     def _fill(self) -> None:
         while len(self.active) < self.concurrency:
-            job = self.queue.claim(self.name, gpus=self.gpus, cpus=self.cpus, lease_s=self.lease_s)
+            job = self.queue.claim(
+                self.name,
+                gpus=self.gpus,
+                cpus=self.cpus,
+                lease_s=self.lease_s,
+                free_gpus=self.gpu_pool.free,
+            )
             if job is None:
                 break
-            self.active[job.id] = self._start(job)
+            self.active[job.id] = self._start(job, self.gpu_pool.take(job.id, job.gpus))
+
+    def _forget(self, job_id: int) -> None:
+        """The job's child is gone: free its slot and its GPUs."""
+        del self.active[job_id]
+        self.gpu_pool.release(job_id)
 
     def _hand_back(self) -> int:
         """Stopping: record the jobs that already ended, release the others to the queue."""
@@ -134,8 +156,15 @@ class Worker:
             finished += code is not None
         return finished
 
-    def _start(self, job: Job) -> _Running:
-        logger.info("job %s attempt %s: %s %s", job.id, job.attempts, job.pipeline, job.params)
+    def _start(self, job: Job, devices: tuple[str, ...]) -> _Running:
+        logger.info(
+            "job %s attempt %s: %s %s (GPUs: %s)",
+            job.id,
+            job.attempts,
+            job.pipeline,
+            job.params,
+            ",".join(devices) or "none",
+        )
         result = Path(tempfile.mkstemp(prefix=f"modelfleet-job-{job.id}-", suffix=".json")[1])
         env = {
             **os.environ,
@@ -143,6 +172,8 @@ class Worker:
             "MODELFLEET_HOME": str(self.settings.home),
             "MODELFLEET_DB_URL": self.settings.db_url,
             "MODELFLEET_ARTIFACTS": self.settings.artifacts,
+            # exactly the GPUs the job holds; empty hides them all from a job that has none
+            "CUDA_VISIBLE_DEVICES": ",".join(devices),
         }
         process = subprocess.Popen(
             [
@@ -175,7 +206,8 @@ class Worker:
                 if cancel is None:
                     logger.warning("job %s: lease lost; stopping it", job_id)
                     self._kill(running)
-                    del self.active[job_id]
+                    running.process.wait()  # its GPUs are free only once it is gone
+                    self._forget(job_id)
                 elif cancel:
                     running.cancelled = True
                     self._kill(running)
@@ -202,7 +234,7 @@ class Worker:
         else:
             self.queue.append_log(job_id, attempt, running.drain())
             self._record(running, code)
-        del self.active[job_id]
+        self._forget(job_id)
 
     @staticmethod
     def _kill(running: _Running) -> None:
