@@ -12,7 +12,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from modelfleet.build.wheels import RUNTIME_CORE, resolve_wheels, runtime_requirements
+from modelfleet.build.wheels import (
+    RUNTIME_CORE,
+    STATE_DRIVERS,
+    resolve_wheels,
+    runtime_requirements,
+)
 from modelfleet.errors import BuildError
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
@@ -39,7 +44,7 @@ def test_runtime_is_the_serve_extra_plus_the_core_pinned_to_what_runs_here() -> 
     serve = [Requirement(line) for line in project["optional-dependencies"]["serve"]]
     expected = {
         canonicalize_name(r.name) for r in serve if r.marker is None or r.marker.evaluate()
-    } | {canonicalize_name(name) for name in RUNTIME_CORE}
+    } | {canonicalize_name(name) for name in (*RUNTIME_CORE, *STATE_DRIVERS)}
     pinned = [Requirement(line) for line in runtime_requirements()]
     assert {canonicalize_name(r.name) for r in pinned} == expected
     ranges = {canonicalize_name(r.name): r.specifier for r in serve}

@@ -123,3 +123,50 @@ def test_a_cluster_job_waits_with_its_own_reason_and_keeps_a_recorded_outcome(
     assert (failed.state, failed.error) == (JobState.FAILED, "BackoffLimitExceeded")
     assert [text for _, _, text in queue.logs(written.id)] == ["boom\n"]
     queue.close()
+
+
+def test_the_pod_runs_the_trainer_image_copy_it_checks_hardened(
+    shared: Settings, tmp_path: object
+) -> None:
+    digest = "ab" * 32
+    manifest = render_job(
+        _job(tmp_path),
+        shared,
+        image="localhost/modelfleet/trainer-churn:abababababab",
+        pipeline="/opt/modelfleet/pipeline/churn.py",
+        pipeline_sha256=digest,
+    )
+    data = to_api_dict(manifest)
+    kubernetes_validate.validate(data, "1.33", strict=True)
+    pod = data["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "localhost/modelfleet/trainer-churn:abababababab"
+    assert container["command"] == [
+        "python",
+        "-m",
+        "modelfleet.jobs.runner",
+        "--job",
+        "1",
+        "--record",
+        "--pipeline",
+        "/opt/modelfleet/pipeline/churn.py",
+        "--pipeline-sha256",
+        digest,
+    ]
+    assert "args" not in container  # the image's CMD (a local run) is not appended
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (
+        10001,
+        10001,
+    )
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    hardening = container["securityContext"]
+    assert hardening["readOnlyRootFilesystem"] is True
+    assert hardening["allowPrivilegeEscalation"] is False
+    assert hardening["capabilities"] == {"drop": ["ALL"]}
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["MODELFLEET_HOME"].startswith("/tmp/")

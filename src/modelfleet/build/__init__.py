@@ -1,4 +1,4 @@
-"""Container images per model x version x environment: contexts, engines, SBOM, local runs."""
+"""Container images: per model x version x environment, trainer images for pipelines."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from modelfleet.build.context import (
 )
 from modelfleet.build.engines import ImageEngine, ImageInfo, find_engine
 from modelfleet.build.local import run_container
+from modelfleet.build.pipeline_file import PipelineFile, imports_torch
+from modelfleet.build.trainer import build_trainer, plan_trainer, trainer_containerfile
 
 __all__ = [
     "DEFAULT_BASE",
@@ -23,13 +25,18 @@ __all__ = [
     "BuildResult",
     "ImageEngine",
     "ImageInfo",
+    "PipelineFile",
     "build",
+    "build_trainer",
     "containerfile",
     "find_engine",
     "image_model",
     "image_tag",
+    "imports_torch",
     "make_base_image",
     "plan_build",
+    "plan_trainer",
     "run_container",
     "serve_yaml",
+    "trainer_containerfile",
 ]

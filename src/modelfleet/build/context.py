@@ -94,11 +94,11 @@ def image_tag(
     version: ModelVersion, environment: Stage, repository: str = "localhost/modelfleet"
 ) -> str:
     """``localhost/modelfleet/<name>:<version>-<environment>``: one tag per image identity."""
-    return f"{repository}/{_image_name(version.name)}:{version.version}-{environment.value}"
+    return f"{repository}/{image_component(version.name)}:{version.version}-{environment.value}"
 
 
-def _image_name(model: str) -> str:
-    """The image repository component of a model: a different one for each model name.
+def image_component(model: str) -> str:
+    """The image repository component of a name: a different one for each model name.
 
     A lower-case name that is already a valid component is used as it is, so the images of
     such models keep their tags. Any other name ('Churn-A', 'churn_a', 'churn-', 'churn..v2')
@@ -249,8 +249,8 @@ def serve_yaml(config: ServeConfig) -> str:
     return yaml.safe_dump(data, sort_keys=True)
 
 
-def write_context(plan: BuildPlan, registry: Registry, out: Path, *, cache: Path) -> dict[str, Any]:
-    """Write the build context to ``out``; returns the SBOM and scan report."""
+def writable_context(out: Path) -> None:
+    """Create ``out`` and prove it writable before anything slow (wheels) is fetched."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".modelfleet-write-test"
@@ -261,6 +261,11 @@ def write_context(plan: BuildPlan, registry: Registry, out: Path, *, cache: Path
             f"cannot write the build context to {out}: {exc.strerror}",
             hint="choose a writable folder with --out",
         ) from exc
+
+
+def write_context(plan: BuildPlan, registry: Registry, out: Path, *, cache: Path) -> dict[str, Any]:
+    """Write the build context to ``out``; returns the SBOM and scan report."""
+    writable_context(out)
     version = plan.version
     registry.fetch_artifact(version, Role.ONNX, out / "model.onnx")  # sha256 verified
     # The image runs as an unprivileged user: the graph must be world-readable there.

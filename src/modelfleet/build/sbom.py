@@ -42,11 +42,16 @@ def write_sbom(
     *,
     image: str,
     packages: list[tuple[str, str, str]],
-    model: str,
-    model_version: str,
-    model_sha256: str,
+    model: str | None = None,
+    model_version: str = "",
+    model_sha256: str = "",
+    files: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
-    """Write a CycloneDX 1.6 JSON SBOM of the image's Python packages and its model."""
+    """Write a CycloneDX 1.6 JSON SBOM of the image's Python packages and its model.
+
+    ``files`` are other payloads as ``(path in the image, sha256)``: a trainer image has a
+    pipeline file and no model.
+    """
     try:
         from cyclonedx.model import HashAlgorithm, HashType
         from cyclonedx.model.bom import Bom
@@ -71,15 +76,25 @@ def write_sbom(
                 bom_ref=f"pypi:{name}@{version}",
             )
         )
-    bom.components.add(
-        Component(
-            name=model,
-            version=model_version,
-            type=ComponentType.MACHINE_LEARNING_MODEL,
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=model_sha256)],
-            bom_ref=f"model:{model}@{model_version}",
+    if model is not None:
+        bom.components.add(
+            Component(
+                name=model,
+                version=model_version,
+                type=ComponentType.MACHINE_LEARNING_MODEL,
+                hashes=[HashType(alg=HashAlgorithm.SHA_256, content=model_sha256)],
+                bom_ref=f"model:{model}@{model_version}",
+            )
         )
-    )
+    for name, sha in files:
+        bom.components.add(
+            Component(
+                name=name,
+                type=ComponentType.FILE,
+                hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha)],
+                bom_ref=f"file:{name}",
+            )
+        )
     # The image contains every component directly (a flat dependency graph).
     bom.register_dependency(root, list(bom.components))
     text = JsonV1Dot6(bom).output_as_string(indent=2)

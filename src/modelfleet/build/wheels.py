@@ -95,11 +95,16 @@ def modelfleet_wheel(dest: Path) -> Path:
 # Base dependencies the serving path imports; the rest of the base install is for the
 # registry and the CLI, which an image does not run.
 RUNTIME_CORE = ("numpy", "pydantic", "pydantic-settings", "PyYAML", "orjson")
+# The Redis client (pure Python, ~1 MB) so pods can share their predictions store through
+# MODELFLEET_STATE_URL=redis://…; PostgreSQL state needs SQLAlchemy, Alembic and libpq,
+# which the lean image leaves out.
+STATE_DRIVERS = ("redis",)
 
 
 def runtime_requirements() -> list[str]:
-    """The image's top-level requirements: the serve extra and the runtime core, pinned."""
-    names = list(RUNTIME_CORE)
+    """The image's top-level requirements: the serve extra, the runtime core and the
+    shared-state driver, pinned."""
+    names = [*RUNTIME_CORE, *STATE_DRIVERS]
     for requirement in importlib.metadata.requires("modelfleet") or []:
         if 'extra == "serve"' in requirement or "extra == 'serve'" in requirement:
             spec = requirement.split(";")[0].strip()
@@ -107,17 +112,18 @@ def runtime_requirements() -> list[str]:
     return sorted({f"{name}=={importlib.metadata.version(name)}" for name in names})
 
 
-def resolve_wheels(dest: Path, cache: Path) -> list[Path]:
-    """modelfleet's wheel, the runtime set's wheels and pip's, copied into ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
+def download_wheels(requirements: list[str], cache: Path, *, what: str) -> list[Path]:
+    """Wheels of ``requirements`` (and of pip), at this machine's versions, cached by the set.
+
+    A set is downloaded once into ``cache/resolved-<key>``, where the key covers the
+    requirements and every version installed here; an interrupted download is redone.
+    """
     cache.mkdir(parents=True, exist_ok=True)
-    own = modelfleet_wheel(cache / "own")
     constraints = cache / "constraints.txt"
     _constraints(constraints)
-    runtime = runtime_requirements()
     pip_version = importlib.metadata.version("pip")
-    key = hashlib.sha256(constraints.read_bytes() + "\n".join(runtime).encode()).hexdigest()[:16]
-    resolved = cache / f"resolved-{key}"
+    key = hashlib.sha256(constraints.read_bytes() + "\n".join(requirements).encode())
+    resolved = cache / f"resolved-{key.hexdigest()[:16]}"
     if not (resolved / ".complete").exists():
         shutil.rmtree(resolved, ignore_errors=True)
         resolved.mkdir()
@@ -130,16 +136,26 @@ def resolve_wheels(dest: Path, cache: Path) -> list[Path]:
                 str(resolved),
                 "-c",
                 str(constraints),
-                *runtime,
+                *requirements,
                 f"pip=={pip_version}",
             ],
-            what="resolving the serving wheels",
+            what=what,
         )
         (resolved / ".complete").write_text("ok\n")
+    return sorted(resolved.glob("*.whl"))
+
+
+def resolve_wheels(dest: Path, cache: Path) -> list[Path]:
+    """modelfleet's wheel, the runtime set's wheels and pip's, copied into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    own = modelfleet_wheel(cache / "own")
+    runtime = runtime_requirements()
+    resolved = download_wheels(runtime, cache, what="resolving the serving wheels")
     (dest / "runtime.txt").write_text("\n".join(runtime) + "\n")
     shutil.copyfile(own, dest / own.name)
     wheels = [dest / own.name]
-    for wheel in sorted(resolved.glob("*.whl")):
+    for wheel in resolved:
         target = dest / wheel.name
         if not target.exists():
             shutil.copyfile(wheel, target)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
-from modelfleet.cli.context import state
+from modelfleet.cli.context import State, state
 from modelfleet.cli.output import JsonFlag, console, emit_json, human_size
 from modelfleet.errors import BuildError
 from modelfleet.refs import parse_stage
+
+if TYPE_CHECKING:
+    from modelfleet.build import BuildResult
 
 # Mounted without a name by ``cli.app``: these commands sit at the top of ``modelfleet``.
 app = typer.Typer()
@@ -22,22 +25,52 @@ EnvOption = Annotated[str, typer.Option("--env", help="dev, qa, uat or prod")]
 @app.command()
 def build(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="name, name:VERSION or name@STAGE")],
-    env: EnvOption,
+    ref: Annotated[
+        str | None, typer.Argument(help="name, name:VERSION or name@STAGE (a model image)")
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="dev, qa, uat or prod")] = None,
+    trainer: Annotated[
+        Path | None,
+        typer.Option(help="build a trainer image for this pipeline file instead (Kubernetes jobs)"),
+    ] = None,
+    with_torch: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-torch/--without-torch",
+            help="trainer: install modelfleet[torch] [default: if the pipeline imports torch]",
+        ),
+    ] = None,
     variant: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 child")] = None,
     base: Annotated[str | None, typer.Option(help="base image (python3.11 on Debian)")] = None,
     engine: Annotated[str, typer.Option(help="auto, podman, docker, buildah or none")] = "auto",
     tag: Annotated[
-        str | None, typer.Option(help="image tag (default encodes model, version, env)")
+        str | None,
+        typer.Option(help="image tag (default encodes model, version, env; or pipeline, sha256)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="build context folder")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Write a build context for REF in an environment and build the image."""
+    """Build REF's image for an environment, or with --trainer a pipeline's training image."""
     from modelfleet.build import DEFAULT_BASE, find_engine
     from modelfleet.build import build as build_image
 
     st = state(ctx)
+    # Two kinds of image, one verb: a malformed mix is a usage error (exit 2), as typer's own.
+    if trainer is not None:
+        if ref is not None or env is not None or variant is not None:
+            raise typer.BadParameter(
+                "it builds a pipeline's image; REF, --env and --variant are for model images",
+                param_hint="'--trainer'",
+            )
+        _report(_build_trainer(st, trainer, base, engine, tag, out, with_torch), as_json)
+        return
+    if ref is None or env is None:
+        raise typer.BadParameter(
+            "a model image needs REF and --env (a pipeline's image: --trainer PIPELINE.py)",
+            param_hint="'--env'" if ref is not None else "'REF'",
+        )
+    if with_torch is not None:
+        raise typer.BadParameter("only for --trainer builds", param_hint="'--with-torch'")
     stage = parse_stage(env)
     chosen = find_engine(engine)
     with st.registry() as reg:
@@ -56,6 +89,36 @@ def build(
             variant=variant,
             tag=tag,
         )
+    _report(result, as_json)
+
+
+def _build_trainer(
+    st: State,
+    pipeline: Path,
+    base: str | None,
+    engine: str,
+    tag: str | None,
+    out: Path | None,
+    torch: bool | None,
+) -> BuildResult:
+    from modelfleet.build import DEFAULT_BASE, PipelineFile, build_trainer, find_engine
+
+    chosen = find_engine(engine)
+    file = PipelineFile.read(pipeline)
+    folder = out or st.settings.home / "builds" / f"trainer-{pipeline.stem}-{file.sha256[:12]}"
+    return build_trainer(
+        pipeline,
+        out=folder,
+        cache=st.settings.home / "build-cache",
+        engine=chosen,
+        base=base or DEFAULT_BASE,
+        tag=tag,
+        torch=torch,
+    )
+
+
+def _report(result: BuildResult, as_json: bool) -> None:
+    """What a build made: the context, SBOM, scan, and the image with its size."""
     if as_json:
         emit_json(result.as_dict())
         return

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from modelfleet.cli.context import state
-from modelfleet.cli.output import JsonFlag, console, emit_json, table
+from modelfleet.cli.output import JsonFlag, console, emit_json, err_console, table
 
 # ``cli.app`` mounts ``app`` without a name (``worker`` sits at the top of ``modelfleet``)
 # and the two groups by name.
@@ -115,7 +115,13 @@ def jobs_submit(
     priority: Annotated[int, typer.Option(help="higher runs first")] = 0,
     max_attempts: Annotated[int, typer.Option(help="tries when workers are lost")] = 3,
     backend: Annotated[str, typer.Option(help="local or kubernetes")] = "local",
-    image: Annotated[str | None, typer.Option(help="image for the kubernetes backend")] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="kubernetes: the trainer image [default: the tag 'modelfleet build --trainer' "
+            "gives this pipeline file]"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="kubernetes: write the Job manifest here")
     ] = None,
@@ -158,6 +164,8 @@ def jobs_submit(
     )
     if sending:
         _kubernetes_submit(queue, job, *sending)
+    if backend == "local" and gpus:
+        _warn_if_no_worker_fits(queue, gpus)
     if as_json:
         emit_json(queue.get(job.id))
     else:
@@ -168,14 +176,37 @@ def jobs_submit(
         )
 
 
+def _warn_if_no_worker_fits(queue: Any, gpus: int) -> None:
+    """Say so now when the live workers are all too small: the first to look fails the job."""
+    from modelfleet.jobs import gpu_shortage
+
+    offered = queue.offered_gpus()
+    if offered is not None and offered < gpus:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(str(gpu_shortage(gpus, offered)))}", soft_wrap=True
+        )
+
+
 def _kubernetes_manifest(settings: Any, job: Any, image: str | None, out: Path | None) -> Any:
-    """Render a job's Kubernetes Job (and write it under ``out`` when given)."""
+    """Render a job's Kubernetes Job (and write it under ``out`` when given).
+
+    The pod runs the trainer image's copy of the pipeline and checks it is the file submitted
+    here (its sha256, read now); the image defaults to the tag the trainer build gives it.
+    """
     import yaml
 
+    from modelfleet.build import PipelineFile
     from modelfleet.jobs import render_job
     from modelfleet.kube import to_api_dict
 
-    manifest = render_job(job, settings, image=image or "localhost/modelfleet/trainer:latest")
+    submitted = PipelineFile.read(Path(job.pipeline))
+    manifest = render_job(
+        job,
+        settings,
+        image=image or submitted.tag(),
+        pipeline=submitted.in_image,
+        pipeline_sha256=submitted.sha256,
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{manifest.metadata.name}.yaml").write_text(
@@ -330,7 +361,14 @@ def _sync_kubernetes(queue: Any, job: Any, kubeconfig: Path | None) -> tuple[Any
 @app.command()
 def worker(
     ctx: typer.Context,
-    gpus: Annotated[int, typer.Option(help="GPUs this worker offers")] = 0,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            envvar="MODELFLEET_GPUS",
+            help="GPUs this worker offers [default: those CUDA_VISIBLE_DEVICES lists, "
+            "else those nvidia-smi -L lists, else none]",
+        ),
+    ] = None,
     cpus: Annotated[float | None, typer.Option(help="CPUs this worker offers")] = None,
     concurrency: Annotated[int, typer.Option(help="jobs at once")] = 1,
     name: Annotated[str | None, typer.Option(help="worker name")] = None,

@@ -3,11 +3,14 @@
 The pod runs ``python -m modelfleet.jobs.runner --job ID --record`` against the shared
 registry (PostgreSQL and an object store: a SQLite file on one machine cannot be shared)
 and records the outcome in the queue itself; GPU jobs request ``nvidia.com/gpu`` and
-tolerate and select GPU nodes.
+tolerate and select GPU nodes. The submitted file is not on the cluster: a trainer image
+(``modelfleet build --trainer``) carries it, and the pod is told where and which sha256 to
+expect (``--pipeline``, ``--pipeline-sha256``), so it refuses an image built from other code.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +39,32 @@ def job_name(job: Job) -> str:
     return k8s_name(f"modelfleet-job-{job.id}")
 
 
-def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAMESPACE) -> Any:
-    """The ``batch/v1`` Job for a queued job."""
+def _runner_command(
+    job: Job, *, pipeline: str | None = None, pipeline_sha256: str | None = None
+) -> list[str]:
+    """The pod's argv: run and record ``job``, from the image's copy of the pipeline if given."""
+    command = ["python", "-m", "modelfleet.jobs.runner", "--job", str(job.id), "--record"]
+    if pipeline is not None:
+        command += ["--pipeline", pipeline]
+    if pipeline_sha256 is not None:
+        command += ["--pipeline-sha256", pipeline_sha256]
+    return command
+
+
+def render_job(
+    job: Job,
+    settings: Settings,
+    *,
+    image: str,
+    namespace: str = NAMESPACE,
+    pipeline: str | None = None,
+    pipeline_sha256: str | None = None,
+) -> Any:
+    """The ``batch/v1`` Job for a queued job.
+
+    ``pipeline`` is the file's path inside ``image`` and ``pipeline_sha256`` the digest of
+    the file that was submitted; without them the pod runs the job's own path.
+    """
     if settings.db_url.startswith("sqlite"):
         raise JobError(
             "Kubernetes jobs need a registry the pods can reach",
@@ -58,6 +85,9 @@ def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAM
         k.V1EnvVar(name="MODELFLEET_HOME", value="/tmp/modelfleet"),  # noqa: S108
         k.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
     ]
+    if settings.artifacts_options:  # an S3 endpoint, a region: the pod needs them too
+        options = json.dumps(settings.artifacts_options, sort_keys=True)
+        env.append(k.V1EnvVar(name="MODELFLEET_ARTIFACTS_OPTIONS", value=options))
     pod = k.V1PodSpec(
         restart_policy="Never",
         automount_service_account_token=False,
@@ -71,14 +101,7 @@ def render_job(job: Job, settings: Settings, *, image: str, namespace: str = NAM
             k.V1Container(
                 name="job",
                 image=image,
-                command=[
-                    "python",
-                    "-m",
-                    "modelfleet.jobs.runner",
-                    "--job",
-                    str(job.id),
-                    "--record",
-                ],
+                command=_runner_command(job, pipeline=pipeline, pipeline_sha256=pipeline_sha256),
                 env=env,
                 resources=k.V1ResourceRequirements(requests=requests, limits=limits),
                 security_context=k.V1SecurityContext(
