@@ -21,6 +21,7 @@ TOP_LEVEL = [
     "deploy",
     "rollback",
     "status",
+    "release",
     "freeze",
     "quantize",
     "gc",
@@ -129,7 +130,7 @@ def test_only_the_entry_points_import_the_app() -> None:
 def test_command_modules_do_not_import_each_other() -> None:
     graph = _import_graph()
     commands = {module for module in graph if module.endswith("_cmds")}
-    assert len(commands) == 8
+    assert len(commands) == 9
     for module in commands:
         assert graph[module] & commands == set(), module
 

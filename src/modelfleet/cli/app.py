@@ -25,6 +25,7 @@ from modelfleet.cli import (
     jobs_cmds,
     monitor_cmds,
     registry_cmds,
+    release_cmds,
     serve_cmds,
 )
 from modelfleet.cli.context import global_options
@@ -45,6 +46,7 @@ app.callback()(global_options)
 # lists commands in the order they are mounted here, groups last.
 app.add_typer(build_cmds.app)
 app.add_typer(deploy_cmds.app)
+app.add_typer(release_cmds.app)
 app.add_typer(freeze_cmds.app)
 app.add_typer(gc_cmds.app)
 app.add_typer(jobs_cmds.app)

@@ -46,11 +46,26 @@ def deploy(
     kserve: Annotated[bool, typer.Option("--kserve", help="a KServe InferenceService")] = False,
     kubeconfig: KubeconfigOption = None,
     timeout: Annotated[float, typer.Option(help="rollout timeout, seconds")] = 300,
+    state_url: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL or Redis URL every replica shares predictions and feedback in "
+            "(rendered into a Secret the pods read)"
+        ),
+    ] = None,
+    state_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="an existing Secret in the namespace whose key 'url' is the state URL "
+            "[default with --state-url: NAME-state]"
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Render Kubernetes manifests for REF in an environment; apply them with --apply."""
     from modelfleet.build import image_tag
     from modelfleet.deploy import DeploySpec, parse_autoscale, render, to_dict, write
+    from modelfleet.kube import k8s_name
 
     st = state(ctx)
     stage = parse_stage(env)
@@ -81,8 +96,9 @@ def deploy(
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
         gpu=gpu,
+        state_secret=state_secret or (f"{k8s_name(version.name)}-state" if state_url else None),
     )
-    objects = render(spec, kserve=kserve)
+    objects = render(spec, kserve=kserve, state_url=state_url)
     if not apply or out is not None:
         folder = out or st.settings.home / "manifests" / f"{spec.name}-{stage.value}"
         files = write(objects, folder)

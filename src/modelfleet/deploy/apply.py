@@ -161,8 +161,10 @@ def prune_serve_configs(cluster: Cluster, name: str, namespace: str) -> list[str
     """Delete the serve ConfigMaps no revision of the Deployment reads any more.
 
     Each config is its own object (named by its digest); the ones the current and the kept
-    previous revisions mount stay, so a rollback finds its config.
+    previous revisions mount stay, so a rollback finds its config, and so does a release's
+    running canary's.
     """
+    from modelfleet.deploy.canary import canary_name
     from modelfleet.deploy.manifests import CONFIG_LABEL
 
     k8s = require_kubernetes()
@@ -172,6 +174,11 @@ def prune_serve_configs(cluster: Cluster, name: str, namespace: str) -> list[str
     templates = [deployment.spec.template] + [
         rs.spec.template for rs in _owned_replica_sets(apps, deployment, namespace)
     ]
+    # A release's canary beside the stable mounts a config of its own: it stays too.
+    canaries = apps.list_namespaced_deployment(
+        namespace, field_selector=f"metadata.name={canary_name(name)}"
+    ).items
+    templates += [canary.spec.template for canary in canaries]
     used = {
         volume.config_map.name
         for template in templates

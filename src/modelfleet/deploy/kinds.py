@@ -55,11 +55,35 @@ class ContainerPort(TypedDict):
     protocol: Literal["TCP", "UDP", "SCTP"]
 
 
-class EnvVar(TypedDict):
-    """A literal environment variable."""
+class SecretKeySelector(TypedDict):
+    """One key of a Secret in the pod's namespace."""
 
     name: str
-    value: str
+    key: str
+
+
+class EnvVarSource(TypedDict):
+    """Where an environment variable's value comes from."""
+
+    secretKeyRef: SecretKeySelector
+
+
+class EnvVar(TypedDict):
+    """An environment variable: a literal ``value`` or ``valueFrom`` a Secret."""
+
+    name: str
+    value: NotRequired[str]
+    valueFrom: NotRequired[EnvVarSource]
+
+
+class Secret(TypedDict):
+    """v1 Secret (``stringData``: the API server encodes it)."""
+
+    apiVersion: Literal["v1"]
+    kind: Literal["Secret"]
+    metadata: ObjectMeta
+    type: Literal["Opaque"]
+    stringData: dict[str, str]
 
 
 class ResourceRequirements(TypedDict):

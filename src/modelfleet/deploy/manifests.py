@@ -34,10 +34,11 @@ from modelfleet.deploy.kinds import (
     NetworkPolicy,
     ObjectMeta,
     PodDisruptionBudget,
+    Secret,
     Service,
 )
 from modelfleet.deploy.pod import METRICS_PATH, PORT_NAME, pod_spec
-from modelfleet.deploy.spec import DeploySpec
+from modelfleet.deploy.spec import STATE_KEY, DeploySpec, check_state_url
 from modelfleet.errors import DeployError
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 Manifest: TypeAlias = (
     Namespace
+    | Secret
     | ConfigMap
     | Deployment
     | Service
@@ -256,12 +258,33 @@ def network_policy(spec: DeploySpec) -> NetworkPolicy:
     }
 
 
-def render(spec: DeploySpec, *, kserve: bool = False) -> list[Manifest]:
-    """Every object, in the order they should be applied."""
+def state_secret(spec: DeploySpec, url: str) -> Secret:
+    """The Secret holding the shared state URL the pods read (``spec.state_secret``)."""
+    if not spec.state_secret:
+        raise DeployError("a state URL needs spec.state_secret to name its Secret")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, spec.state_secret),
+        "type": "Opaque",
+        "stringData": {STATE_KEY: check_state_url(url)},
+    }
+
+
+def render(
+    spec: DeploySpec, *, kserve: bool = False, state_url: str | None = None
+) -> list[Manifest]:
+    """Every object, in the order they should be applied.
+
+    With ``state_url``, a Secret holding it comes first (pods read it as
+    ``MODELFLEET_STATE_URL``); without, ``spec.state_secret`` names one that exists.
+    """
+    secrets: list[Manifest] = [state_secret(spec, state_url)] if state_url else []
     if kserve:
-        return [namespace(spec), inference_service(spec)]
+        return [namespace(spec), *secrets, inference_service(spec)]
     objects: list[Manifest] = [
         namespace(spec),
+        *secrets,
         config_map(spec),
         deployment(spec),
         service(spec),
@@ -288,6 +311,7 @@ def to_dict(obj: Manifest) -> dict[str, Any]:
 _FILE_NAMES = {
     "Namespace": "namespace.yaml",
     "ConfigMap": "configmap.yaml",
+    "Secret": "secret.yaml",
     "Deployment": "deployment.yaml",
     "Service": "service.yaml",
     "HorizontalPodAutoscaler": "hpa.yaml",
@@ -308,6 +332,8 @@ def write(objects: list[Manifest], out: Path) -> list[Path]:
             data = to_dict(obj)
             path = out / _FILE_NAMES[data["kind"]]
             path.write_text(yaml.safe_dump(data, sort_keys=False))
+            if data["kind"] == "Secret":
+                path.chmod(0o600)  # it holds a password: readable by its owner only
             written.append(path)
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from modelfleet.deploy.kinds import (
     Container,
+    EnvVar,
     LabelSelector,
     PodSpec,
     Probe,
+    SecretKeySelector,
     Toleration,
     Volume,
     VolumeMount,
 )
-from modelfleet.deploy.spec import DeploySpec
+from modelfleet.deploy.spec import STATE_KEY, DeploySpec
 
 CONFIG_MOUNT = "/etc/modelfleet"
 # The server's V2 health routes (modelfleet.serving.app); the image's HEALTHCHECK uses READY too.
@@ -54,6 +56,15 @@ def _resources(spec: DeploySpec) -> tuple[dict[str, str], dict[str, str]]:
     return requests, limits
 
 
+def _env(spec: DeploySpec) -> list[EnvVar]:
+    env: list[EnvVar] = [{"name": "MODELFLEET_ENVIRONMENT", "value": spec.environment.value}]
+    if spec.state_secret:
+        # From the Secret, never literal: the URL holds the backend's password.
+        ref: SecretKeySelector = {"name": spec.state_secret, "key": STATE_KEY}
+        env.append({"name": "MODELFLEET_STATE_URL", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
 def container(spec: DeploySpec, *, name: str = "server", serve_config: bool = True) -> Container:
     """The server container; ``serve_config`` mounts the ConfigMap over the image's config."""
     requests, limits = _resources(spec)
@@ -65,7 +76,7 @@ def container(spec: DeploySpec, *, name: str = "server", serve_config: bool = Tr
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
-        "env": [{"name": "MODELFLEET_ENVIRONMENT", "value": spec.environment.value}],
+        "env": _env(spec),
         "resources": {"requests": requests},
         "readinessProbe": _probe(READY_PATH, 5, 2),
         "livenessProbe": _probe(LIVE_PATH, 10, 3),

@@ -12,6 +12,7 @@ from modelfleet.refs import Stage
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # A namespace is a DNS-1123 label (Kubernetes' IsDNS1123Label): at most 63 characters.
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 # An image reference as the OCI distribution grammar (distribution/reference) writes it:
 # [host[:port]/]path[:tag][@digest], path components lower case, names at most 255 chars.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -34,6 +35,30 @@ def check_namespace(namespace: str) -> str:
             "ending with a letter or digit",
         )
     return namespace
+
+
+_STATE_SCHEMES = ("postgresql", "postgres", "redis", "rediss")
+_LOOPBACK = re.compile(r"(?:localhost|127(?:\.\d{1,3}){3}|\[?::1\]?)(?::\d+)?", re.IGNORECASE)
+STATE_KEY = "url"  # the key of the state Secret that holds the URL
+
+
+def check_state_url(url: str) -> str:
+    """A shared state URL pods can use: PostgreSQL or Redis, not on loopback; returns it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in _STATE_SCHEMES:
+        raise DeployError(
+            f"--state-url must name PostgreSQL or Redis, got a {scheme or 'bare'!r} URL",
+            hint="use postgresql://USER:PASSWORD@HOST/DB or redis://HOST:6379/0; a SQLite "
+            "file cannot be shared by pods",
+        )
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if not host or _LOOPBACK.fullmatch(host):
+        raise DeployError(
+            f"--state-url points at {host or 'no host'}: every pod would look inside itself",
+            hint="give the address pods reach the backend at (a Service name or a host "
+            "outside the pod)",
+        )
+    return url
 
 
 def check_image(image: str) -> str:
@@ -95,11 +120,19 @@ class DeploySpec:
     drain_seconds: int = 30
     latency_p99_ms: float = 100.0
     profile: bool = False  # the image carries the training profile (drift is scored)
+    # A Secret in the namespace whose key "url" is the shared state URL (MODELFLEET_STATE_URL
+    # in the pods); None: each pod keeps predictions and feedback to itself.
+    state_secret: str | None = None
 
     def __post_init__(self) -> None:
         check_image(self.image)
         if self.namespace is not None:
             check_namespace(self.namespace)
+        if self.state_secret is not None and not _DNS_SUBDOMAIN.fullmatch(self.state_secret):
+            raise DeployError(
+                f"invalid Secret name {self.state_secret!r}",
+                hint="a Secret name is lower-case letters, digits, '-' and '.' (at most 253)",
+            )
         self._check_artifact()
         self._check_scaling()
         self._check_resources()

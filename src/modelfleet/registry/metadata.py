@@ -67,6 +67,19 @@ class MetadataStore(Protocol):
         """Point ``stage`` of ``name`` at ``version`` and record who did it and why."""
         ...
 
+    def add_event(
+        self,
+        name: str,
+        version: int,
+        stage: str,
+        *,
+        previous_version: int | None,
+        actor: str,
+        reason: str,
+    ) -> StageEvent:
+        """Append an entry to the audit trail of ``name`` without moving a stage pointer."""
+        ...
+
     def history(self, name: str) -> list[StageEvent]:
         """The stage audit trail of ``name``, oldest first."""
         ...
@@ -171,6 +184,33 @@ class SqlMetadataStore:
                 actor=actor,
                 reason=reason,
                 created_at=now,
+            )
+            session.add(event)
+            session.flush()
+            return _event(name, event)
+
+    def add_event(
+        self,
+        name: str,
+        version: int,
+        stage: str,
+        *,
+        previous_version: int | None,
+        actor: str,
+        reason: str,
+    ) -> StageEvent:
+        """Append an entry to the audit trail (a release's verdict); no pointer moves."""
+        with self.database.writing() as session:
+            self._load(session, name, version)  # the version must exist
+            event = StageEventRow(
+                model_id=self._model_id(session, name),
+                stage=stage,
+                version=version,
+                previous_version=previous_version,
+                from_stage=None,
+                actor=actor,
+                reason=reason,
+                created_at=_now(),
             )
             session.add(event)
             session.flush()

@@ -154,6 +154,27 @@ class Registry:
             version.name, version.version, stage.value, actor=self.user, reason=why
         )
 
+    def record_event(
+        self,
+        version: ModelVersion,
+        stage: Stage,
+        reason: str,
+        *,
+        replaced: int | None = None,
+    ) -> StageEvent:
+        """Add an entry about ``version`` in ``stage`` to the audit trail; no stage moves.
+
+        A release records its verdict so; ``replaced`` is the version it took over from.
+        """
+        return self.metadata.add_event(
+            version.name,
+            version.version,
+            stage.value,
+            previous_version=replaced,
+            actor=self.user,
+            reason=reason,
+        )
+
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, ref: str | ModelRef) -> ModelVersion:

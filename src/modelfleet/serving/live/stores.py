@@ -71,8 +71,14 @@ def open_store(
         return FeedbackStore(path, **bounds)  # type: ignore[arg-type]
     assert url is not None
     if backend == "postgresql":
-        from modelfleet.serving.live.pg_store import PostgresStore
-
+        try:
+            from modelfleet.serving.live.pg_store import PostgresStore
+        except ImportError as exc:
+            raise ConfigError(
+                f"the state URL names PostgreSQL, but this install cannot reach it ({exc})",
+                hint="pip install 'modelfleet[postgres]' (serving images carry the Redis "
+                "driver only: use a redis:// state URL there)",
+            ) from exc
         return PostgresStore(url, timeout_s=state.timeout_s, **bounds)  # type: ignore[arg-type]
     from modelfleet.serving.live.redis_store import RedisStore
 
