@@ -98,7 +98,9 @@ RUNTIME_CORE = ("numpy", "pydantic", "pydantic-settings", "PyYAML", "orjson")
 # The Redis client (pure Python, ~1 MB) so pods can share their predictions store through
 # MODELFLEET_STATE_URL=redis://…; PostgreSQL state needs SQLAlchemy, Alembic and libpq,
 # which the lean image leaves out.
-STATE_DRIVERS = ("redis",)
+# redis asks for async-timeout only below Python 3.11.3: the image's Debian bookworm python3
+# is 3.11.2, while pip resolves markers for this machine's Python, so it is named here.
+STATE_DRIVERS = ("redis", "async-timeout")
 
 
 def runtime_requirements() -> list[str]:
