@@ -225,6 +225,20 @@ def watch(
     release_window: Annotated[
         float, typer.Option(help="with --release: seconds the canary is judged")
     ] = 300.0,
+    retrain_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE the retraining run uses instead of the served version's own "
+            "(repeatable), e.g. a newer data snapshot"
+        ),
+    ] = None,
+    release_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="with --release: one more option for 'modelfleet release' (repeatable), "
+            "e.g. --release-arg=--build --release-arg='--load-with=kind load docker-image'"
+        ),
+    ] = None,
     kubeconfig: Annotated[
         Path | None, typer.Option(help="kubeconfig file [default: KUBECONFIG or ~/.kube/config]")
     ] = None,
@@ -267,12 +281,15 @@ def watch(
         kubeconfig=kubeconfig,
         release_to=release_to,
     )
+    from modelfleet.pipeline import parse_params
+
     trigger = RetrainTrigger(
         policy,
         state(ctx).settings,
         auto=auto_retrain,
         models=set(model) if model else None,
         chain=chain,
+        overrides=parse_params(retrain_param or []),
     )
     mode = "submits retraining jobs" if auto_retrain else "dry run: reports what it would submit"
     if not as_json:
@@ -310,10 +327,15 @@ def watch(
                         decision.describe(), markup=False, highlight=False, soft_wrap=True
                     )
             for event in chain.poll():
-                _follow(event, release_window, kubeconfig, as_json)
+                _follow(
+                    event,
+                    [f"--window={release_window:g}", *(release_arg or [])],
+                    kubeconfig,
+                    as_json,
+                )
 
 
-def _follow(event: Any, window: float, kubeconfig: Path | None, as_json: bool) -> None:
+def _follow(event: Any, options: list[str], kubeconfig: Path | None, as_json: bool) -> None:
     """Say what a followed job came to; release a promoted version as a canary."""
     import subprocess
     import sys
@@ -321,7 +343,7 @@ def _follow(event: Any, window: float, kubeconfig: Path | None, as_json: bool) -
     released: int | None = None
     if event.kind == "promoted":
         command = [sys.executable, "-m", "modelfleet", "release", event.model]
-        command += ["--env", event.stage.value, "--apply", "--window", f"{window:g}"]
+        command += ["--env", event.stage.value, "--apply", *options]
         if kubeconfig is not None:
             command += ["--kubeconfig", str(kubeconfig)]
         if not as_json:

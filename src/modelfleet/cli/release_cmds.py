@@ -73,6 +73,56 @@ def _spec(version: ModelVersion, stage: Stage, profiled: bool, **sizing: Any) ->
     )
 
 
+def _build(st: State, ref: str, stage: Stage, tag: str, base: str | None, quiet: bool) -> None:
+    from modelfleet.build import DEFAULT_BASE, build, find_engine
+
+    engine = find_engine("auto")
+    if engine is None:
+        raise DeployError(
+            "--build needs a container engine (podman, buildah or docker) and none was found",
+            hint="install podman, or build the image elsewhere and pass --image",
+        )
+    with st.registry() as reg:
+        result = build(
+            reg,
+            ref,
+            stage,
+            out=st.settings.home / "builds" / f"release-{tag.rsplit('/', 1)[-1]}",
+            cache=st.settings.home / "build-cache",
+            engine=engine,
+            base=base or DEFAULT_BASE,
+            tag=tag,
+        )
+    if not quiet and result.image is not None:
+        console.print(f"built {tag} ({result.image.size / 1e6:.0f} MB)", markup=False)
+
+
+def _load(command: str, image: str, quiet: bool) -> None:
+    import shlex
+    import subprocess
+
+    argv = [*shlex.split(command), image]
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeployError(f"--load-with could not run {argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise DeployError(
+            f"--load-with failed (exit {done.returncode}) for {image}: {tail}",
+            hint="check the command; it is run with the image name appended",
+        )
+    if not quiet:
+        console.print(f"loaded {image} with {argv[0]}", markup=False)
+
+
 def _dry_run(
     st: State, spec: DeploySpec, plan: ReleasePlan, out: Path | None, as_json: bool
 ) -> None:
@@ -202,6 +252,20 @@ def release(
         Path | None, typer.Option(help="kubeconfig file [default: KUBECONFIG or ~/.kube/config]")
     ] = None,
     timeout: Annotated[float, typer.Option(help="timeout of each rollout, seconds")] = 300,
+    build_image: Annotated[
+        bool,
+        typer.Option("--build", help="build the candidate's image first (local engine)"),
+    ] = False,
+    base: Annotated[
+        str | None, typer.Option(help="with --build: base image [default: python3.11 slim]")
+    ] = None,
+    load_with: Annotated[
+        str | None,
+        typer.Option(
+            help="command that makes the image available to the cluster, run with the image "
+            "appended (e.g. 'kind load docker-image', 'podman push', a loader script)"
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Release NAME@ENV as a canary beside the stable; promote it or roll it back by its figures."""
@@ -248,7 +312,11 @@ def release(
     if not apply:
         _dry_run(st, spec, plan, out, as_json)
         return
-    cluster = Cluster.connect(kubeconfig)
+    cluster = Cluster.connect(kubeconfig)  # unreachable: fail before building anything
+    if build_image:
+        _build(st, version.ref, stage, spec.image, base, as_json)
+    if load_with:
+        _load(load_with, spec.image, as_json)
     stable = find_stable(cluster, spec.name, spec.ns)
     if stable is not None:  # a release changes the version, not the stable's size or state
         spec = dataclasses.replace(

@@ -113,9 +113,11 @@ class RetrainTrigger:
         models: set[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         chain: RetrainChain | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.policy = policy
         self.chain = chain
+        self.overrides = dict(overrides or {})  # e.g. a newer data snapshot than last time
         self.settings = settings
         self.auto = auto
         self.models = models
@@ -156,6 +158,7 @@ class RetrainTrigger:
         try:
             with Registry.open(self.settings) as registry:
                 decision.pipeline, decision.params = training_pipeline(registry, name, version)
+            decision.params.update(self.overrides)
         except ModelfleetError as exc:
             decision.problem = str(exc)
             return decision

@@ -302,8 +302,8 @@ class FeedbackStore:
             if count < _PRUNE_BATCH:
                 return gone
 
-    def _lookup(self, model: str, ids: Sequence[str]) -> dict[str, tuple[str, list[Any], int]]:
-        found: dict[str, tuple[str, list[Any], int]] = {}
+    def _lookup(self, model: str, ids: Sequence[str]) -> Known:
+        found: Known = {}
         for start in range(0, len(ids), _LOOKUP_CHUNK):
             chunk = ids[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))  # placeholders only; values are bound
@@ -327,36 +327,19 @@ class FeedbackStore:
         written then.
         """
         known = self._lookup(model, list(dict.fromkeys(ids)))
-        unknown = [rid for rid in ids if rid not in known]
-        if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise UnknownRequestIdError(
-                f"model {model!r} has no recorded prediction for request id {shown}{more}",
-                hint="send the id from the prediction response (header X-Request-Id or the "
-                "V2 'id'); predictions are kept for a limited time",
-            )
-        entries, total_rows, total_correct = [], 0, 0
+        judged, result = judge(model, ids, labels, kind, known)
         now = time.time()
-        for index, (rid, given) in enumerate(zip(ids, labels, strict=True)):
-            version, predicted, rows = known[rid]
-            truth = _labels(given, rows, kind, index, rid)
-            correct = sum(1 for p, t in zip(predicted, truth, strict=False) if p == t)
-            entries.append((model, rid, version, now, len(predicted), correct))
-            total_rows += len(predicted)
-            total_correct += correct
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO feedback (model, id, version, ts, rows, correct) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                entries,
+                [
+                    (model, rid, version, now, rows, correct)
+                    for rid, version, rows, correct in judged
+                ],
             )
             self._fit()
-        per_version: dict[str, tuple[int, int]] = {}
-        for _, _, version, _, rows, correct in entries:
-            seen_rows, seen_correct = per_version.get(version, (0, 0))
-            per_version[version] = (seen_rows + rows, seen_correct + correct)
-        return FeedbackResult(len(entries), total_rows, total_correct, per_version)
+        return result
 
     def accuracy(self, model: str, version: str, window: int) -> Accuracy:
         """Accuracy over the last ``window`` labelled requests of a version (rows weighted)."""
@@ -373,6 +356,45 @@ class FeedbackStore:
         (predictions,) = self._db.execute("SELECT count(*) FROM predictions").fetchone()
         (feedback,) = self._db.execute("SELECT count(*) FROM feedback").fetchone()
         return {"predictions": int(predictions), "feedback": int(feedback)}
+
+
+# What a store writes per labelled request: (request id, version, rows judged, rows correct).
+Judged = tuple[str, str, int, int]
+# What a store looked up per request id: (version, predicted classes, rows predicted).
+Known = dict[str, tuple[str, list[Any], int]]
+
+
+def judge(
+    model: str, ids: Sequence[str], labels: Sequence[Any], kind: str, known: Known
+) -> tuple[list[Judged], FeedbackResult]:
+    """Compare labels with the predictions every store looked up; nothing is written here.
+
+    Raises :class:`UnknownRequestIdError` (404) for ids not in ``known`` and
+    :class:`InvalidInputError` (400) for labels of the wrong type or count, so a store that
+    calls this before writing writes all or nothing. A request whose classes were cut to its
+    first rows is judged on those rows.
+    """
+    unknown = [rid for rid in ids if rid not in known]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise UnknownRequestIdError(
+            f"model {model!r} has no recorded prediction for request id {shown}{more}",
+            hint="send the id from the prediction response (header X-Request-Id or the "
+            "V2 'id'); predictions are kept for a limited time",
+        )
+    judged: list[Judged] = []
+    per_version: dict[str, tuple[int, int]] = {}
+    for index, (rid, given) in enumerate(zip(ids, labels, strict=True)):
+        version, predicted, rows = known[rid]
+        truth = _labels(given, rows, kind, index, rid)
+        correct = sum(1 for p, t in zip(predicted, truth, strict=False) if p == t)
+        judged.append((rid, version, len(predicted), correct))
+        seen_rows, seen_correct = per_version.get(version, (0, 0))
+        per_version[version] = (seen_rows + len(predicted), seen_correct + correct)
+    total_rows = sum(rows for rows, _ in per_version.values())
+    total_correct = sum(correct for _, correct in per_version.values())
+    return judged, FeedbackResult(len(judged), total_rows, total_correct, per_version)
 
 
 def _labels(given: Any, rows: int, kind: str, index: int, rid: str) -> list[Any]:

@@ -34,9 +34,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from modelfleet.errors import UnknownRequestIdError
 from modelfleet.serving.live import pg_sql as sql
-from modelfleet.serving.live.feedback import Accuracy, FeedbackResult, PredictionRow, _labels
+from modelfleet.serving.live.feedback import Accuracy, FeedbackResult, PredictionRow, judge
 from modelfleet.serving.live.pg_state import (
     FAILURES,
     state_engine,
@@ -195,13 +194,7 @@ class PostgresStore:
                     sql.LOOKUP, {"model": model, "ids": list(dict.fromkeys(ids))}
                 )
             }
-            _check_known(model, ids, known)
-            judged: list[tuple[str, str, int, int]] = []
-            for index, (rid, given) in enumerate(zip(ids, labels, strict=True)):
-                version, predicted, rows = known[rid]
-                truth = _labels(given, rows, kind, index, rid)
-                correct = sum(1 for p, t in zip(predicted, truth, strict=False) if p == t)
-                judged.append((rid, version, len(predicted), correct))
+            judged, result = judge(model, ids, labels, kind, known)
             latest = list({j[0]: j for j in judged}.values())  # one statement, one row per id
             # Locked only now: checking labels holds up no other replica's writes.
             conn.execute(sql.LOCK_USAGE)
@@ -217,13 +210,7 @@ class PostgresStore:
                 },
             ).scalar_one()
             self._fit(conn, self._add_bytes(conn, int(delta)), {})
-        per_version: dict[str, tuple[int, int]] = {}
-        for _, version, rows, correct in judged:
-            seen_rows, seen_correct = per_version.get(version, (0, 0))
-            per_version[version] = (seen_rows + rows, seen_correct + correct)
-        total_rows = sum(j[2] for j in judged)
-        total_correct = sum(j[3] for j in judged)
-        return FeedbackResult(len(judged), total_rows, total_correct, per_version)
+        return result
 
     def accuracy(self, model: str, version: str, window: int) -> Accuracy:
         """Accuracy over the last ``window`` labelled requests of a version (rows weighted)."""
@@ -234,16 +221,3 @@ class PostgresStore:
                 {"model": model, "version": version, "window": window if window >= 0 else None},
             ).one()
         return Accuracy(correct / rows if rows else None, int(requests), int(rows))
-
-
-def _check_known(model: str, ids: Sequence[str], known: dict[str, Any]) -> None:
-    unknown = [rid for rid in ids if rid not in known]
-    if not unknown:
-        return
-    shown = ", ".join(repr(u) for u in unknown[:5])
-    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-    raise UnknownRequestIdError(
-        f"model {model!r} has no recorded prediction for request id {shown}{more}",
-        hint="send the id from the prediction response (header X-Request-Id or the "
-        "V2 'id'); predictions are kept for a limited time",
-    )

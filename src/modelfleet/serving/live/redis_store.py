@@ -32,10 +32,9 @@ from modelfleet.errors import (
     ConfigError,
     MissingDependencyError,
     StateUnavailableError,
-    UnknownRequestIdError,
 )
 from modelfleet.serving.live import redis_scripts
-from modelfleet.serving.live.feedback import Accuracy, FeedbackResult, PredictionRow, _labels
+from modelfleet.serving.live.feedback import Accuracy, FeedbackResult, Known, PredictionRow, judge
 from modelfleet.serving.live.stores import _shown
 
 _CHUNK_ROWS = 500  # predictions per script call: one round trip, a short script
@@ -175,8 +174,8 @@ class RedisStore:
                 return
             reply = self._evict(args=[self.prefix, self.max_bytes, _EVICT_LIMIT])
 
-    def _lookup(self, model: str, ids: Sequence[str]) -> dict[str, tuple[str, list[Any], int]]:
-        found: dict[str, tuple[str, list[Any], int]] = {}
+    def _lookup(self, model: str, ids: Sequence[str]) -> Known:
+        found: Known = {}
         head = f"{self.prefix}:p:{len(model.encode())}:{model}:"  # a byte length, as in Lua
         for start in range(0, len(ids), _CHUNK_ROWS):
             chunk = ids[start : start + _CHUNK_ROWS]
@@ -201,30 +200,12 @@ class RedisStore:
         """
         with self._reaching("look up predictions"):
             known = self._lookup(model, list(dict.fromkeys(ids)))
-        unknown = [rid for rid in ids if rid not in known]
-        if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise UnknownRequestIdError(
-                f"model {model!r} has no recorded prediction for request id {shown}{more}",
-                hint="send the id from the prediction response (header X-Request-Id or the "
-                "V2 'id'); predictions are kept for a limited time",
-            )
-        args: list[_Arg] = []
-        per_version: dict[str, tuple[int, int]] = {}
-        for index, (rid, given) in enumerate(zip(ids, labels, strict=True)):
-            version, predicted, rows = known[rid]
-            truth = _labels(given, rows, kind, index, rid)
-            correct = sum(1 for p, t in zip(predicted, truth, strict=False) if p == t)
-            args += [rid, version, len(predicted), correct]
-            seen_rows, seen_correct = per_version.get(version, (0, 0))
-            per_version[version] = (seen_rows + len(predicted), seen_correct + correct)
+        judged, result = judge(model, ids, labels, kind, known)
+        args: list[_Arg] = [value for entry in judged for value in entry]
         head: list[_Arg] = [self.prefix, self.max_bytes, _EVICT_LIMIT, model, _stamp(time.time())]
         with self._reaching("record feedback"):
             self._fitted(self._add_feedback(args=[*head, *args]), {})
-        total_rows = sum(rows for rows, _ in per_version.values())
-        total_correct = sum(correct for _, correct in per_version.values())
-        return FeedbackResult(len(ids), total_rows, total_correct, per_version)
+        return result
 
     def accuracy(self, model: str, version: str, window: int) -> Accuracy:
         """Accuracy over the last ``window`` labelled requests of a version (rows weighted)."""
