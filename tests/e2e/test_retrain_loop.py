@@ -24,6 +24,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -57,9 +58,11 @@ def _in_cluster_netns(*argv: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def shared_registry() -> Iterator[dict[str, str]]:
     """PostgreSQL and moto's S3 in the cluster's network namespace; the settings naming them."""
-    root = tmp_path_factory.mktemp("shared")
+    # Not under pytest's folder: that is root's alone, and PostgreSQL runs as 'postgres'.
+    root = Path(tempfile.mkdtemp(prefix="modelfleet-shared-"))
+    root.chmod(0o711)  # 'postgres' passes through to its own folder
     pg = root / "pg"
     pg.mkdir()
     user = pwd.getpwnam("postgres")
@@ -177,6 +180,24 @@ class WrongLabels:
         self._thread.join(timeout=30)
 
 
+def _fresh_namespaces(cluster: Cluster, *names: str) -> None:
+    """Remove what an earlier run left (a Job named like this run's first job, say)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(cluster.api)
+    for name in names:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + 180
+    while {n.metadata.name for n in core.list_namespace().items} & set(names):
+        assert time.monotonic() < deadline, f"namespaces {names} were not deleted"
+        time.sleep(2)
+
+
 def _cli(*args: str) -> int:
     return main(list(args))
 
@@ -192,6 +213,7 @@ def test_drift_and_wrong_labels_retrain_on_the_cluster_and_release_a_canary(
 
     for key, value in shared_registry.items():
         monkeypatch.setenv(key, value)
+    _fresh_namespaces(Cluster.connect(kubeconfig), NAMESPACE, "modelfleet-jobs")
     kube = ["--kubeconfig", str(kubeconfig)]
     size = ["--cpu", "100m", "--memory", "192Mi", "--namespace", NAMESPACE]
     assert _cli("pipeline", "run", str(PIPELINE)) == 0
@@ -262,10 +284,14 @@ def test_drift_and_wrong_labels_retrain_on_the_cluster_and_release_a_canary(
         try:
             assert proc.stdout is not None
             deadline = time.monotonic() + 900
-            for line in proc.stdout:
-                if not line.startswith("{"):
+            lines: list[str] = []
+            for line in proc.stdout:  # indented JSON documents, one per decision or event
+                if line.startswith("{"):
+                    lines = []
+                lines.append(line)
+                if line.rstrip() != "}":
                     continue
-                event = json.loads(line)
+                event = json.loads("".join(lines))
                 events.append(event)
                 log("watcher: " + (event.get("message") or event.get("reason") or line.strip()))
                 if "release_exit_code" in event or time.monotonic() > deadline:
@@ -275,6 +301,11 @@ def test_drift_and_wrong_labels_retrain_on_the_cluster_and_release_a_canary(
             _, err = proc.communicate(timeout=30)
         time.sleep(3)
     assert events and events[-1].get("release_exit_code") == 0, (events, err[-3000:])
+    release = events[-1]["release"]
+    for check in release["verdict"]["checks"]:
+        log(f"release churn:2 judged: {check['rule']}: {check['detail']}")
+    log(f"release: {release['action']} (stable was version {release['stable']['version']})")
+    assert release["action"] == "promoted"
     with Registry.open(make_settings(shared_registry["MODELFLEET_HOME"])) as reg:
         churn2 = reg.get("churn:2")
         assert reg.get("churn@prod").version == 2

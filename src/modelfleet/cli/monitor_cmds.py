@@ -337,6 +337,7 @@ def watch(
 
 def _follow(event: Any, options: list[str], kubeconfig: Path | None, as_json: bool) -> None:
     """Say what a followed job came to; release a promoted version as a canary."""
+    import json
     import subprocess
     import sys
 
@@ -349,9 +350,23 @@ def _follow(event: Any, options: list[str], kubeconfig: Path | None, as_json: bo
         if not as_json:
             console.print(f"{event.message}; releasing it as a canary", markup=False)
         # Its own process: the release prints its verdict as it goes and exits 1 when the
-        # canary is rolled back; the watch goes on either way.
-        released = subprocess.run(command, check=False, stdin=subprocess.DEVNULL).returncode
+        # canary is rolled back; the watch goes on either way. With --json its document is
+        # carried inside the event's, so the watch's output stays one JSON document per event.
+        done = subprocess.run(
+            [*command, "--json"] if as_json else command,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if as_json else None,
+            text=True,
+        )
+        released = done.returncode
     if as_json:
+        verdict: Any = None
+        if released is not None:
+            try:
+                verdict = json.loads(done.stdout)
+            except ValueError:
+                verdict = done.stdout.strip()[-2000:] or None
         emit_json(
             {
                 "job": event.job_id,
@@ -360,6 +375,7 @@ def _follow(event: Any, options: list[str], kubeconfig: Path | None, as_json: bo
                 "version": event.ref,
                 "message": event.message,
                 "release_exit_code": released,
+                "release": verdict,
             }
         )
     elif released is None:
