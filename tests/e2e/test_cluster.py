@@ -290,8 +290,9 @@ def test_training_jobs_run_as_kubernetes_jobs_and_the_queue_follows_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Submit, track, fail, keep the pod's output, cancel: the queue learns what the pods could
-    not tell it. (The pods cannot reach this machine's loopback-only PostgreSQL, so a pipeline
-    cannot succeed in them here: the lean serving image has no training stack either.)"""
+    not tell it. (These pods cannot reach this machine's loopback-only PostgreSQL and run a
+    serving image, not a trainer image, so the job fails; test_retrain_loop.py has a job
+    that succeeds.)"""
     from kubernetes import client
 
     monkeypatch.setenv("MODELFLEET_HOME", str(tmp_path / "home"))
@@ -303,7 +304,9 @@ def test_training_jobs_run_as_kubernetes_jobs_and_the_queue_follows_them(
     batch = client.BatchV1Api(Cluster.connect(kubeconfig).api)
     job = batch.read_namespaced_job("modelfleet-job-1", "modelfleet-jobs")
     assert job.spec.backoff_limit == 0
-    assert job.spec.template.spec.containers[0].command[-3:] == ["--job", "1", "--record"]
+    command = job.spec.template.spec.containers[0].command
+    assert command[3:6] == ["--job", "1", "--record"]
+    assert "--pipeline-sha256" in command  # the pod runs only the file that was submitted
 
     deadline = time.monotonic() + 180
     shown = _job_show(kubeconfig, 1, capsys)
