@@ -35,8 +35,12 @@ SERIES = {
     "modelfleet_live_accuracy": {"model", "version"},
     "modelfleet_feedback_total": {"model", "version", "result"},
 }
+# Fleet-wide, not per model (so not on the per-model dashboard): 0 while the shared state
+# backend is away.
+FLEET_SERIES = {"modelfleet_state_backend_up": {"backend"}}
 EXPORTED = {
     **SERIES,
+    **FLEET_SERIES,
     **{
         f"{name}_{part}": labels for name, labels in HISTOGRAMS.items() for part in ("sum", "count")
     },
