@@ -132,3 +132,38 @@ def matmul_graph(weights: list[list[float]]) -> Any:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+_TRAINING_PIPELINE = """import numpy as np
+from modelfleet.pipeline import Pipeline, Registration, step
+
+
+@step(outputs=("X", "y"))
+def data() -> tuple:
+    X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(np.int64)
+
+
+@step
+def model(X, y):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit(X, y)
+
+
+@step
+def scores(model, X, y) -> dict:
+    return {"accuracy": float(model.score(X, y))}
+
+
+pipeline = Pipeline(
+    name="{name}",
+    steps=[data, model, scores],
+    register=Registration(name="{name}", model="model", metrics="scores", sample="X"),
+)
+"""
+
+
+def training_pipeline_source(name: str) -> bytes:
+    """A tiny self-contained training pipeline file (numpy + scikit-learn), registering ``name``."""
+    return _TRAINING_PIPELINE.replace("{name}", name).encode()

@@ -17,6 +17,7 @@ from modelfleet.build.trainer import build_trainer
 from modelfleet.config import Settings
 from modelfleet.jobs import JobQueue, JobState, render_job
 from modelfleet.kube import to_api_dict
+from tests.models import training_pipeline_source
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 # The training stack (scikit-learn with SciPy, pandas, ONNX and ONNX Runtime, botocore,
@@ -25,34 +26,7 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 # than the headroom.
 BUDGET_BYTES = 480 * 1000 * 1000
 
-TINY = b"""import numpy as np
-from modelfleet.pipeline import Pipeline, Registration, step
-
-
-@step(outputs=("X", "y"))
-def data() -> tuple:
-    X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
-    return X, (X[:, 0] > 0).astype(np.int64)
-
-
-@step
-def model(X, y):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression().fit(X, y)
-
-
-@step
-def scores(model, X, y) -> dict:
-    return {"accuracy": float(model.score(X, y))}
-
-
-pipeline = Pipeline(
-    name="tiny",
-    steps=[data, model, scores],
-    register=Registration(name="tiny", model="model", metrics="scores", sample="X"),
-)
-"""
+TINY = training_pipeline_source("tiny")
 # How the pod runs (read-only root, a writable /tmp, no capabilities), with no network.
 HARDENED = [
     "--rm",

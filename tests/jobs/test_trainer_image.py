@@ -15,35 +15,9 @@ from modelfleet.build import PipelineFile
 from modelfleet.config import Settings
 from modelfleet.jobs import Job, JobQueue, JobState, render_job
 from modelfleet.kube import to_api_dict
+from tests.models import training_pipeline_source
 
-CHURN = b"""import numpy as np
-from modelfleet.pipeline import Pipeline, Registration, step
-
-
-@step(outputs=("X", "y"))
-def data() -> tuple:
-    X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
-    return X, (X[:, 0] > 0).astype(np.int64)
-
-
-@step
-def model(X, y):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression().fit(X, y)
-
-
-@step
-def scores(model, X, y) -> dict:
-    return {"accuracy": float(model.score(X, y))}
-
-
-pipeline = Pipeline(
-    name="churn",
-    steps=[data, model, scores],
-    register=Registration(name="churn", model="model", metrics="scores", sample="X"),
-)
-"""
+CHURN = training_pipeline_source("churn")
 # What the cluster side of a manifest needs; the pod in these tests reaches SQLite instead.
 CLUSTER = {"db_url": "postgresql://mf@db:5432/registry", "artifacts": "s3://models/modelfleet"}
 
