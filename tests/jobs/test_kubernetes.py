@@ -11,7 +11,7 @@ import pytest
 
 from modelfleet.config import Settings
 from modelfleet.errors import DeployError, JobError, MissingDependencyError
-from modelfleet.jobs import JobQueue, render_job
+from modelfleet.jobs import JobQueue, registry_secret, render_job
 from modelfleet.jobs.queue import JobState
 from modelfleet.kube import to_api_dict
 
@@ -58,9 +58,19 @@ def test_job_manifest_fields(shared: Settings, tmp_path: object) -> None:
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["restartPolicy"] == "Never"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MODELFLEET_DB_URL"] == "postgresql://mf:secret@db:5432/registry"
-    assert env["MODELFLEET_ARTIFACTS"] == "s3://models/modelfleet"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODELFLEET_ARTIFACTS"]["value"] == "s3://models/modelfleet"
+    # The registry's password is not in the Job: the pod reads it from the registry's Secret.
+    secret = registry_secret(shared)
+    assert "secret@db" not in json.dumps(data)
+    assert env["MODELFLEET_DB_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": secret["metadata"]["name"], "key": "MODELFLEET_DB_URL"}
+    }
+    assert secret["stringData"]["MODELFLEET_DB_URL"] == "postgresql://mf:secret@db:5432/registry"
+    assert secret["metadata"]["namespace"] == data["metadata"]["namespace"]
+    kubernetes_validate.validate(secret, "1.33", strict=True)
+    other = registry_secret(Settings(home=f"{tmp_path}/h2", db_url="postgresql://x@other/db"))
+    assert other["metadata"]["name"] != secret["metadata"]["name"]  # one per registry
     cpu_only = to_api_dict(render_job(_job(tmp_path), shared, image="trainer:1"))
     assert "tolerations" not in cpu_only["spec"]["template"]["spec"]
 
@@ -167,6 +177,6 @@ def test_the_pod_runs_the_trainer_image_copy_it_checks_hardened(
     assert hardening["capabilities"] == {"drop": ["ALL"]}
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["MODELFLEET_HOME"].startswith("/tmp/")

@@ -142,3 +142,7 @@ def test_submit_names_the_trainer_image_of_the_file_and_its_digest(
         images.append(container["image"])
     # The tag 'modelfleet build --trainer churn.py' gives the same file, unless one is named.
     assert images == [file.tag(), "registry.local/ml/trainer:7"]
+    # The registry's credentials go to a Secret file only its owner can read.
+    (secret,) = out.glob("modelfleet-registry-*.yaml")
+    assert secret.stat().st_mode & 0o077 == 0
+    assert yaml.safe_load(secret.read_text())["stringData"]["MODELFLEET_DB_URL"] == postgres_url

@@ -163,7 +163,7 @@ def jobs_submit(
         check=render if backend == "kubernetes" else None,
     )
     if sending:
-        _kubernetes_submit(queue, job, *sending)
+        _kubernetes_submit(queue, job, sending[0], sending[1], st.settings)
     if backend == "local" and gpus:
         _warn_if_no_worker_fits(queue, gpus)
     if as_json:
@@ -196,7 +196,7 @@ def _kubernetes_manifest(settings: Any, job: Any, image: str | None, out: Path |
     import yaml
 
     from modelfleet.build import PipelineFile
-    from modelfleet.jobs import render_job
+    from modelfleet.jobs import registry_secret, render_job
     from modelfleet.kube import to_api_dict
 
     submitted = PipelineFile.read(Path(job.pipeline))
@@ -212,15 +212,19 @@ def _kubernetes_manifest(settings: Any, job: Any, image: str | None, out: Path |
         (out / f"{manifest.metadata.name}.yaml").write_text(
             yaml.safe_dump(to_api_dict(manifest), sort_keys=False)
         )
+        secret = registry_secret(settings, manifest.metadata.namespace)
+        path = out / f"{secret['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(secret, sort_keys=False))
+        path.chmod(0o600)  # the registry's password: its owner only
     return manifest
 
 
-def _kubernetes_submit(queue: Any, job: Any, manifest: Any, cluster: Any) -> None:
+def _kubernetes_submit(queue: Any, job: Any, manifest: Any, cluster: Any, settings: Any) -> None:
     from modelfleet.errors import JobError, ModelfleetError
     from modelfleet.jobs import JobState, submit_job
 
     try:
-        name = submit_job(cluster, manifest)
+        name = submit_job(cluster, manifest, settings)
     except ModelfleetError:
         queue.end_external(job.id, JobState.FAILED, "the cluster refused the Job")
         raise

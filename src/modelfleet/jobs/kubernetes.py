@@ -10,6 +10,7 @@ expect (``--pipeline``, ``--pipeline-sha256``), so it refuses an image built fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -79,15 +80,17 @@ def render_job(
     if job.gpus:
         requests["nvidia.com/gpu"] = str(job.gpus)
         limits["nvidia.com/gpu"] = str(job.gpus)
+    secret = registry_secret(settings, namespace)["metadata"]["name"]
     env = [
-        k.V1EnvVar(name="MODELFLEET_DB_URL", value=settings.db_url),
         k.V1EnvVar(name="MODELFLEET_ARTIFACTS", value=settings.artifacts),
         k.V1EnvVar(name="MODELFLEET_HOME", value="/tmp/modelfleet"),  # noqa: S108
         k.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
     ]
-    if settings.artifacts_options:  # an S3 endpoint, a region: the pod needs them too
-        options = json.dumps(settings.artifacts_options, sort_keys=True)
-        env.append(k.V1EnvVar(name="MODELFLEET_ARTIFACTS_OPTIONS", value=options))
+    # The registry's URL holds its password, and the store's options may hold keys: the pod
+    # reads them from the registry's Secret, so the Job itself carries no credential.
+    for key in _secret_data(settings):
+        source = k.V1EnvVarSource(secret_key_ref=k.V1SecretKeySelector(name=secret, key=key))
+        env.append(k.V1EnvVar(name=key, value_from=source))
     pod = k.V1PodSpec(
         restart_policy="Never",
         automount_service_account_token=False,
@@ -133,8 +136,37 @@ def render_job(
     )
 
 
-def submit_job(cluster: Cluster, manifest: Any) -> str:
-    """Create the Job in the cluster (applying its namespace first); returns its name."""
+def _secret_data(settings: Settings) -> dict[str, str]:
+    data = {"MODELFLEET_DB_URL": settings.db_url}
+    if settings.artifacts_options:  # an S3 endpoint, keys: the pod needs them too
+        data["MODELFLEET_ARTIFACTS_OPTIONS"] = json.dumps(
+            settings.artifacts_options, sort_keys=True
+        )
+    return data
+
+
+def registry_secret(settings: Settings, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """The Secret a Job's pod reads the registry's credentials from (named per registry).
+
+    Its name carries a digest of the registry URL, so queues of two registries that share a
+    namespace never overwrite each other's.
+    """
+    digest = hashlib.sha256(settings.db_url.encode()).hexdigest()[:10]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"modelfleet-registry-{digest}",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "modelfleet"},
+        },
+        "type": "Opaque",
+        "stringData": _secret_data(settings),
+    }
+
+
+def submit_job(cluster: Cluster, manifest: Any, settings: Settings) -> str:
+    """Create the Job (its namespace and registry Secret applied first); returns its name."""
     k = _client()
     namespace = manifest.metadata.namespace
     labels = {"app.kubernetes.io/part-of": "modelfleet"}
@@ -145,7 +177,8 @@ def submit_job(cluster: Cluster, manifest: Any) -> str:
                 "apiVersion": "v1",
                 "kind": "Namespace",
                 "metadata": {"name": namespace, "labels": labels},
-            }
+            },
+            registry_secret(settings, namespace),
         ],
     )
     try:

@@ -99,7 +99,7 @@ class RetrainChain:
             pipeline, params, backend="kubernetes", user="modelfleet-monitor", check=render
         )
         try:
-            name = submit_job(self._connect(), manifests[0])
+            name = submit_job(self._connect(), manifests[0], self.settings)
         except ModelfleetError:
             queue.end_external(job.id, JobState.FAILED, "the cluster refused the Job")
             raise
