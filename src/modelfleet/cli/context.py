@@ -48,6 +48,14 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from modelfleet import __version__
+
+        typer.echo(f"modelfleet {__version__}")
+        raise typer.Exit()
+
+
 def global_options(
     ctx: typer.Context,
     home: Annotated[
@@ -61,8 +69,18 @@ def global_options(
     ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks and debug logs")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show progress logs")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="print modelfleet's version and exit",
+        ),
+    ] = False,
 ) -> None:
     """Configure logging and keep the settings overrides for the command that follows."""
+    del version  # handled (eagerly) by its callback
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level,
