@@ -10,12 +10,12 @@ pod first seen at the end of the window started during it: both count from zero.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelfleet.errors import DeployError, MissingDependencyError
+from modelfleet.stats import histogram_quantile, increase
 
 
 @dataclass
@@ -33,15 +33,12 @@ class Counters:
         if old is None:
             return Counters(self.requests, self.errors, self.correct, self.wrong, {**self.buckets})
 
-        def change(new: float, before: float) -> float:
-            return new - before if new >= before else new
-
         return Counters(
-            change(self.requests, old.requests),
-            change(self.errors, old.errors),
-            change(self.correct, old.correct),
-            change(self.wrong, old.wrong),
-            {le: change(n, old.buckets.get(le, 0.0)) for le, n in self.buckets.items()},
+            increase(self.requests, old.requests),
+            increase(self.errors, old.errors),
+            increase(self.correct, old.correct),
+            increase(self.wrong, old.wrong),
+            {le: increase(n, old.buckets.get(le, 0.0)) for le, n in self.buckets.items()},
         )
 
     def add(self, other: Counters) -> None:
@@ -104,24 +101,7 @@ def window_counters(start: Mapping[str, Counters], end: Mapping[str, Counters]) 
     return total
 
 
-def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
-    """The q-quantile of cumulative histogram buckets, interpolated as Prometheus does."""
-    edges = sorted(buckets)
-    total = buckets[edges[-1]] if edges else 0.0
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for le in edges:
-        count = buckets[le]
-        if count >= rank:
-            if math.isinf(le):  # beyond the last finite bucket: its edge is all we know
-                return lower
-            if count == below:
-                return le
-            return lower + (le - lower) * (rank - below) / (count - below)
-        lower, below = le, count
-    return lower
+quantile = histogram_quantile  # the name the judge's figures read it by
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ show this document.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet import __version__
+from modelfleet.stats import histogram_quantile, increase
 
 Key = tuple[str, str]  # (model, version)
 
@@ -39,16 +39,13 @@ class Counts:
         if old is None:
             return self
 
-        def d(new: float, before: float) -> float:
-            return new - before if new >= before else new
-
         return Counts(
-            d(self.requests, old.requests),
-            d(self.errors, old.errors),
-            d(self.rejected, old.rejected),
-            d(self.hits, old.hits),
-            d(self.misses, old.misses),
-            {le: d(c, old.buckets.get(le, 0.0)) for le, c in self.buckets.items()},
+            increase(self.requests, old.requests),
+            increase(self.errors, old.errors),
+            increase(self.rejected, old.rejected),
+            increase(self.hits, old.hits),
+            increase(self.misses, old.misses),
+            {le: increase(c, old.buckets.get(le, 0.0)) for le, c in self.buckets.items()},
         )
 
 
@@ -143,28 +140,6 @@ def parse_exposition(text: str) -> Scrape:
     return scrape
 
 
-def quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """The q-quantile of cumulative histogram buckets, interpolated as Prometheus does."""
-    if not buckets:
-        return None
-    edges = sorted(buckets)
-    total = buckets[edges[-1]]
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for le in edges:
-        count = buckets[le]
-        if count >= rank:
-            if math.isinf(le):
-                return lower
-            if count == below:
-                return le
-            return lower + (le - lower) * (rank - below) / (count - below)
-        lower, below = le, count
-    return lower
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 4)
 
@@ -253,8 +228,8 @@ class Summarizer:
             rps=round(delta.requests / elapsed, 3),
             error_ratio=delta.errors / delta.requests if delta.requests else 0.0,
             rejected_ratio=delta.rejected / delta.requests if delta.requests else 0.0,
-            p50_ms=_ms(quantile(0.5, delta.buckets)),
-            p99_ms=_ms(quantile(0.99, delta.buckets)),
+            p50_ms=_ms(histogram_quantile(0.5, delta.buckets)),
+            p99_ms=_ms(histogram_quantile(0.99, delta.buckets)),
         )
         lookups = delta.hits + delta.misses
         doc["cache_hit_ratio"] = delta.hits / lookups if lookups else None
